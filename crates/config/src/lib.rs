@@ -1,0 +1,847 @@
+//! The pochta configuration: one TOML file, typed, validated, documented.
+//!
+//! Every key is optional and has a default, so a missing file is a working
+//! development server ([`Config::default`]). Loading is all-or-nothing: an unknown
+//! key, a value of the wrong type or a value out of range is a [`ConfigError`] that
+//! names the dotted key path (`limits.message_size`, `domains[2]`), and the server
+//! never starts half-configured.
+//!
+//! The accepted syntax of each key is documented in `docs/CONFIG.md`, whose example
+//! is [`example_toml`]; a test keeps the two identical.
+
+mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use pochta_addr::Domain;
+use serde::{Deserialize, Deserializer};
+
+/// Environment variable naming the config file when `--config` is not given; kept
+/// here so that the binary and the documentation cannot disagree on its name.
+pub const CONFIG_ENV: &str = "POCHTA_CONFIG";
+
+/// A fully commented configuration file that sets every key to its default.
+///
+/// Exists so that `pochta` can print a starting point for a new installation; the
+/// same text is the example in `docs/CONFIG.md`.
+pub fn example_toml() -> &'static str {
+    include_str!("example.toml")
+}
+
+/// The whole server configuration, validated.
+///
+/// Built by [`Config::load`] / [`Config::from_toml`], which validate, or by
+/// [`Config::default`] plus struct updates in tests (call [`Config::validate`] then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Name of this host (canonical: lower-case A-labels, never an address literal).
+    /// Used in the SMTP greeting, Received headers, Message-IDs and the self-signed
+    /// certificate. Default: the system host name, or `localhost` if that is unusable.
+    pub hostname: String,
+    /// Directory holding all server state. Default `./pochta-data` (relative to the
+    /// working directory); a relative value in a file is relative to the file.
+    pub data_dir: PathBuf,
+    /// Local mail domains; the first is the primary one. Non-empty, no duplicates,
+    /// no address literals. Default `["localhost"]`.
+    pub domains: Vec<Domain>,
+    /// Where each protocol listens.
+    pub listen: Listen,
+    /// The certificate used by every TLS listener and STARTTLS.
+    pub tls: Tls,
+    /// Resource and protocol limits.
+    pub limits: Limits,
+    /// Login throttling.
+    pub auth: AuthLimits,
+    /// Logging.
+    pub log: Log,
+}
+
+/// Listening addresses, one per protocol; `None` turns that listener off.
+///
+/// Kept as one struct (rather than a map) so that each protocol's server asks for
+/// exactly its own address and a typo in the file is an unknown key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// SMTP for mail from other servers (MX). Default `127.0.0.1:2525`; port 25 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub smtp: Option<SocketAddr>,
+    /// Message submission with STARTTLS (RFC 6409). Default `127.0.0.1:2587`; 587 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub submission: Option<SocketAddr>,
+    /// Message submission over implicit TLS (RFC 8314). Default `127.0.0.1:2465`; 465 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub submissions: Option<SocketAddr>,
+    /// IMAP with STARTTLS. Default `127.0.0.1:2143`; 143 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS. Default `127.0.0.1:2993`; 993 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub imaps: Option<SocketAddr>,
+    /// POP3 with STLS. Default `127.0.0.1:2110`; 110 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS. Default `127.0.0.1:2995`; 995 in production.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub pop3s: Option<SocketAddr>,
+    /// HTTP: JMAP and the web interface. Default `127.0.0.1:8080`.
+    #[serde(deserialize_with = "deserialize_listen")]
+    pub http: Option<SocketAddr>,
+}
+
+/// TLS certificate files.
+///
+/// Both `None` (the default) means pochta generates and reuses a self-signed
+/// certificate in [`Config::tls_dir`]; otherwise both are set and were readable
+/// when the configuration was loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
+}
+
+/// Limits that keep one client (or all of them) from exhausting the server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (SMTP SIZE, RFC 1870). Default 50 MiB; at least 1024.
+    #[serde(deserialize_with = "units::deserialize_size")]
+    pub message_size: u64,
+    /// Most recipients of one message. Default 100 (RFC 5321 §4.5.3.1.8 minimum); at least 1.
+    pub recipients: usize,
+    /// Concurrent connections from one client IP. Default 20; at least 1.
+    pub connections_per_ip: u32,
+    /// Concurrent connections over all listeners. Default 5000; at least 1.
+    pub connections: u32,
+    /// Idle time allowed while waiting for a command. Default 5 min (RFC 5321 §4.5.3.2.7).
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub command_timeout: Duration,
+    /// Longest time between two reads while receiving a message body. Default 10 min
+    /// (RFC 5321 §4.5.3.2.5 asks for at least 3).
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub data_timeout: Duration,
+    /// Longest command or message line in octets, CRLF included. Default 1000
+    /// (RFC 5321 §4.5.3.1.6); at least 512.
+    pub line_length: usize,
+    /// Protocol errors tolerated in one session before it is closed (SMTP 421). Default 20; at least 1.
+    pub errors: u32,
+    /// How long a graceful shutdown waits for sessions still receiving a message.
+    /// Default 30 s; 0 closes them at once.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub shutdown_grace: Duration,
+}
+
+/// Login throttling shared by SMTP AUTH, POP3, IMAP and JMAP, counted per client IP
+/// and per user name, so that password guessing is slow from one address and from many.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthLimits {
+    /// Failures after which each further attempt is delayed. Default 3.
+    pub delay_after: u32,
+    /// Failures after which the IP or user is locked out. Default 10; at least 1.
+    pub lockout_after: u32,
+    /// How long a lockout lasts. Default 15 min; more than zero.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub lockout: Duration,
+    /// Failures older than this are forgotten. Default 15 min; more than zero.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub window: Duration,
+}
+
+/// Logging settings, read once at start-up by the binary's tracing subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a tracing
+    /// `EnvFilter` directive string such as `info,pochta_store=debug`. Default `info`.
+    pub level: String,
+    /// Output format. Default [`LogFormat::Text`].
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (`"text"`).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors (`"json"`).
+    Json,
+}
+
+/// Why a configuration could not be loaded. Each variant's message says where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        /// The file we tried to read.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("config file is not valid TOML: {message}")]
+    Parse {
+        /// `line L, column C: what is wrong`.
+        message: String,
+    },
+    /// A key that no section has, probably a typo.
+    #[error("{}", unknown_key_message(key, expected))]
+    UnknownKey {
+        /// Full dotted path of the unknown key, e.g. `limits.mesage_size`.
+        key: String,
+        /// The keys valid at that place.
+        expected: Vec<String>,
+    },
+    /// A value that has the wrong type, does not parse, or is out of range, or
+    /// several values that do not fit together.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `listen.smtp` or `domains[1]`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted key path the error is about, if it is about one; lets callers and
+    /// tests check which setting was rejected without parsing the message.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Io { .. } | ConfigError::Parse { .. } => None,
+        }
+    }
+
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn unknown_key_message(key: &str, expected: &[String]) -> String {
+    let mut out = format!("unknown key \"{key}\"");
+    if expected.is_empty() {
+        out.push_str(" (this section has no keys)");
+        return out;
+    }
+    out.push_str(&format!(" (expected one of: {})", expected.join(", ")));
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if let Some(near) = expected
+        .iter()
+        .filter(|e| edit_distance(last, e) <= 2.max(last.len() / 4))
+        .min_by_key(|e| edit_distance(last, e))
+    {
+        out.push_str(&format!("; did you mean \"{near}\"?"));
+    }
+    out
+}
+
+/// Levenshtein distance, for the "did you mean" hint on unknown keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev_diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let old = row[j + 1];
+            row[j + 1] = (prev_diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(old + 1);
+            prev_diag = old;
+        }
+    }
+    row[b.len()]
+}
+
+// ---------------------------------------------------------------------------
+// Defaults
+
+fn localhost() -> Domain {
+    static LOCALHOST: LazyLock<Domain> =
+        LazyLock::new(|| Domain::parse("localhost").expect("\"localhost\" is a valid domain"));
+    LOCALHOST.clone()
+}
+
+/// The system host name in canonical form, or `localhost` when it is not a usable
+/// domain (empty, a literal, or with characters a host name cannot have).
+fn system_hostname() -> String {
+    let raw = gethostname::gethostname();
+    let raw = raw.to_string_lossy();
+    match Domain::parse(raw.trim()) {
+        Ok(d) if !d.is_literal() => d.as_str().to_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+fn loopback(port: u16) -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            hostname: system_hostname(),
+            data_dir: Config::default_data_dir(),
+            domains: vec![localhost()],
+            listen: Listen::default(),
+            tls: Tls::default(),
+            limits: Limits::default(),
+            auth: AuthLimits::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen {
+            smtp: loopback(2525),
+            submission: loopback(2587),
+            submissions: loopback(2465),
+            imap: loopback(2143),
+            imaps: loopback(2993),
+            pop3: loopback(2110),
+            pop3s: loopback(2995),
+            http: loopback(8080),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            message_size: 50 << 20,
+            recipients: 100,
+            connections_per_ip: 20,
+            connections: 5000,
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+            line_length: 1000,
+            errors: 20,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for AuthLimits {
+    fn default() -> AuthLimits {
+        AuthLimits {
+            delay_after: 3,
+            lockout_after: 10,
+            lockout: Duration::from_secs(15 * 60),
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+impl Listen {
+    /// Every listener as `(key name, address)`, in the documented order, so that the
+    /// server can start them in a loop and messages can name them.
+    pub fn all(&self) -> Vec<(&'static str, Option<SocketAddr>)> {
+        vec![
+            ("smtp", self.smtp),
+            ("submission", self.submission),
+            ("submissions", self.submissions),
+            ("imap", self.imap),
+            ("imaps", self.imaps),
+            ("pop3", self.pop3),
+            ("pop3s", self.pop3s),
+            ("http", self.http),
+        ]
+    }
+
+    /// All listeners off; tests start from this and turn on the one they exercise.
+    pub fn disabled() -> Listen {
+        Listen {
+            smtp: None,
+            submission: None,
+            submissions: None,
+            imap: None,
+            imaps: None,
+            pop3: None,
+            pop3s: None,
+            http: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// The file as written: only the keys whose absence must be told apart from the
+/// default (relative `data_dir`, the machine-dependent `hostname`) are `Option`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    hostname: Option<String>,
+    data_dir: Option<PathBuf>,
+    domains: Option<Vec<Domain>>,
+    #[serde(default)]
+    listen: Listen,
+    #[serde(default)]
+    tls: Tls,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    auth: AuthLimits,
+    #[serde(default)]
+    log: Log,
+}
+
+/// A listener address: `"IP:port"`, or `""` for "off".
+fn deserialize_listen<'de, D: Deserializer<'de>>(de: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(de)?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    trimmed.parse::<SocketAddr>().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid socket address \"{text}\" (expected \"IP:port\" such as \"0.0.0.0:25\" or \"[::]:25\", or \"\" to turn the listener off)"
+        ))
+    })
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside the file
+    /// (`data_dir`, `tls.cert`, `tls.key`) are resolved against the directory
+    /// containing the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Config::from_toml(&text, base)
+    }
+
+    /// [`Config::load`] for an optional path: `None` means the built-in defaults,
+    /// which is what the binary does when neither `--config` nor `POCHTA_CONFIG` is set.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Config::load(path),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Parses and validates TOML text; relative paths are resolved against `base_dir`.
+    /// Keys that are absent keep their defaults (a default `data_dir` stays relative
+    /// to the working directory).
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(text, &e))?;
+        let file: FileConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| value_error(text, e))?;
+
+        let hostname = match file.hostname {
+            None => system_hostname(),
+            Some(name) => match Domain::parse(name.trim()) {
+                Ok(d) if d.is_literal() => {
+                    return Err(ConfigError::invalid(
+                        "hostname",
+                        format!("\"{name}\" is an address literal; a host name is needed"),
+                    ));
+                }
+                Ok(d) => d.as_str().to_owned(),
+                Err(e) => return Err(ConfigError::invalid("hostname", e.to_string())),
+            },
+        };
+        let mut tls = file.tls;
+        tls.cert = tls.cert.map(|p| resolve(base_dir, p));
+        tls.key = tls.key.map(|p| resolve(base_dir, p));
+        let config = Config {
+            hostname,
+            data_dir: match file.data_dir {
+                Some(dir) => resolve(base_dir, dir),
+                None => Config::default_data_dir(),
+            },
+            domains: file.domains.unwrap_or_else(|| vec![localhost()]),
+            listen: file.listen,
+            tls,
+            limits: file.limits,
+            auth: file.auth,
+            log: file.log,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn default_data_dir() -> PathBuf {
+        PathBuf::from("./pochta-data")
+    }
+
+    /// Checks every rule a loaded configuration obeys. [`Config::from_toml`] calls it;
+    /// code that builds a `Config` by hand (tests, the quick-start) can call it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match Domain::parse(&self.hostname) {
+            Ok(d) if d.is_literal() => {
+                return Err(ConfigError::invalid(
+                    "hostname",
+                    format!(
+                        "\"{}\" is an address literal; a host name is needed",
+                        self.hostname
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ConfigError::invalid("hostname", e.to_string())),
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data_dir", "must not be empty"));
+        }
+        self.validate_domains()?;
+        self.validate_listen()?;
+        self.validate_tls()?;
+        self.validate_limits()?;
+        validate_log_level(&self.log.level)?;
+        Ok(())
+    }
+
+    fn validate_domains(&self) -> Result<(), ConfigError> {
+        if self.domains.is_empty() {
+            return Err(ConfigError::invalid(
+                "domains",
+                "must list at least one local domain",
+            ));
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            if d.is_literal() {
+                return Err(ConfigError::invalid(
+                    format!("domains[{i}]"),
+                    format!("\"{d}\" is an address literal, which can never be a local domain"),
+                ));
+            }
+            if let Some(first) = self.domains[..i].iter().position(|e| e == d) {
+                return Err(ConfigError::invalid(
+                    format!("domains[{i}]"),
+                    format!("\"{d}\" is listed twice (also domains[{first}])"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_listen(&self) -> Result<(), ConfigError> {
+        let all = self.listen.all();
+        for (i, (name, addr)) in all.iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            for (other_name, other) in &all[..i] {
+                let Some(other) = other else { continue };
+                if listeners_clash(*addr, *other) {
+                    return Err(ConfigError::invalid(
+                        format!("listen.{name}"),
+                        format!(
+                            "address {addr} clashes with listen.{other_name} ({other}); each listener needs its own address"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match (&self.tls.cert, &self.tls.key) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(ConfigError::invalid(
+                "tls.key",
+                "not set, but tls.cert is: give both the certificate and its PEM private key, or neither for a self-signed certificate",
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "tls.cert",
+                "not set, but tls.key is: give both the PEM certificate chain and its key, or neither for a self-signed certificate",
+            )),
+            (Some(cert), Some(key)) => {
+                check_readable("tls.cert", cert)?;
+                check_readable("tls.key", key)
+            }
+        }
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let at_least = |key: &str, value: u64, min: u64| {
+            if value < min {
+                Err(ConfigError::invalid(
+                    key,
+                    format!("{value} is too small (at least {min})"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let positive = |key: &str, value: Duration| {
+            if value.is_zero() {
+                Err(ConfigError::invalid(key, "must be longer than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        let usize_u64 = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        at_least("limits.message_size", l.message_size, 1024)?;
+        at_least("limits.recipients", usize_u64(l.recipients), 1)?;
+        at_least("limits.connections_per_ip", l.connections_per_ip.into(), 1)?;
+        at_least("limits.connections", l.connections.into(), 1)?;
+        positive("limits.command_timeout", l.command_timeout)?;
+        positive("limits.data_timeout", l.data_timeout)?;
+        at_least("limits.line_length", usize_u64(l.line_length), 512)?;
+        at_least("limits.errors", l.errors.into(), 1)?;
+        let a = &self.auth;
+        at_least("auth.lockout_after", a.lockout_after.into(), 1)?;
+        positive("auth.lockout", a.lockout)?;
+        positive("auth.window", a.window)?;
+        Ok(())
+    }
+
+    /// Directory of the generated self-signed certificate (`<data_dir>/tls`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// True if mail for `d` is delivered here. Address literals never are, so that
+    /// `user@[127.0.0.1]` cannot be used to reach local mailboxes or relay.
+    pub fn is_local_domain(&self, d: &Domain) -> bool {
+        !d.is_literal() && self.domains.contains(d)
+    }
+
+    /// The first local domain: the default domain for bare user names and the
+    /// domain of postmaster and bounce addresses.
+    pub fn primary_domain(&self) -> &Domain {
+        static FALLBACK: LazyLock<Domain> = LazyLock::new(localhost);
+        // `domains` is never empty after validation; a hand-built Config that skipped
+        // validation gets `localhost` rather than a panic.
+        self.domains.first().unwrap_or(&FALLBACK)
+    }
+
+    /// The effective configuration as TOML, every key written out; `pochta` prints it
+    /// so operators can see what the server actually uses. Paths are written as held
+    /// (non-UTF-8 parts lossily), so relative ones resolve against the file's directory
+    /// when read back.
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let p = |path: &Path| q(&path.to_string_lossy());
+        let d = |d: Duration| q(&units::format_duration(d));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = writeln!(out, "hostname = {}", q(&self.hostname));
+        let _ = writeln!(out, "data_dir = {}", p(&self.data_dir));
+        let domains: Vec<String> = self.domains.iter().map(|d| q(d.as_str())).collect();
+        let _ = writeln!(out, "domains = [{}]", domains.join(", "));
+        let _ = writeln!(out, "\n[listen]");
+        for (name, addr) in self.listen.all() {
+            let value = addr.map(|a| a.to_string()).unwrap_or_default();
+            let _ = writeln!(out, "{name} = {}", q(&value));
+        }
+        let _ = writeln!(out, "\n[tls]");
+        if let Some(cert) = &self.tls.cert {
+            let _ = writeln!(out, "cert = {}", p(cert));
+        }
+        if let Some(key) = &self.tls.key {
+            let _ = writeln!(out, "key = {}", p(key));
+        }
+        let l = &self.limits;
+        let _ = writeln!(out, "\n[limits]");
+        let _ = writeln!(out, "message_size = {}", format_size(l.message_size));
+        let _ = writeln!(out, "recipients = {}", l.recipients);
+        let _ = writeln!(out, "connections_per_ip = {}", l.connections_per_ip);
+        let _ = writeln!(out, "connections = {}", l.connections);
+        let _ = writeln!(out, "command_timeout = {}", d(l.command_timeout));
+        let _ = writeln!(out, "data_timeout = {}", d(l.data_timeout));
+        let _ = writeln!(out, "line_length = {}", l.line_length);
+        let _ = writeln!(out, "errors = {}", l.errors);
+        let _ = writeln!(out, "shutdown_grace = {}", d(l.shutdown_grace));
+        let a = &self.auth;
+        let _ = writeln!(out, "\n[auth]");
+        let _ = writeln!(out, "delay_after = {}", a.delay_after);
+        let _ = writeln!(out, "lockout_after = {}", a.lockout_after);
+        let _ = writeln!(out, "lockout = {}", d(a.lockout));
+        let _ = writeln!(out, "window = {}", d(a.window));
+        let _ = writeln!(out, "\n[log]");
+        let _ = writeln!(out, "level = {}", q(&self.log.level));
+        let _ = writeln!(out, "format = {}", q(&self.log.format.to_string()));
+        out
+    }
+}
+
+/// A size in the file's syntax: the largest binary unit that divides it exactly.
+fn format_size(bytes: u64) -> String {
+    for (unit, size) in [("G", 1u64 << 30), ("M", 1 << 20), ("k", 1 << 10)] {
+        if bytes != 0 && bytes.is_multiple_of(size) {
+            return format!("\"{}{unit}\"", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Two listeners clash when binding both would fail: the same port (0 = "any free
+/// port" never clashes) on the same IP, or on the same family where one is the
+/// wildcard address.
+fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    a.ip() == b.ip()
+        || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+}
+
+fn check_readable(key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::invalid(key, "empty path"));
+    }
+    let fail = |why: String| {
+        ConfigError::invalid(key, format!("cannot read \"{}\": {why}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".to_owned()));
+    }
+    Ok(())
+}
+
+/// Only plain level names are checked strictly: anything with `=` or `,` is an
+/// `EnvFilter` directive that the binary's subscriber parses (and reports) itself.
+fn validate_log_level(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let trimmed = level.trim();
+    if trimmed.contains('=') || trimmed.contains(',') {
+        return Ok(());
+    }
+    if LEVELS.iter().any(|l| l.eq_ignore_ascii_case(trimmed)) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        "log.level",
+        format!(
+            "unknown level \"{level}\" (expected one of: {}, or a filter such as \"info,pochta_store=debug\")",
+            LEVELS.join(", ")
+        ),
+    ))
+}
+
+fn resolve(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() || path.as_os_str().is_empty() {
+        path
+    } else {
+        // Collecting components drops interior "." ("/etc/pochta/./data" -> "/etc/pochta/data").
+        base.join(path).components().collect()
+    }
+}
+
+/// `line L, column C` (both 1-based) of a byte offset, for syntax errors.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn syntax_error(text: &str, err: &toml::de::Error) -> ConfigError {
+    let message = err.message().trim().to_owned();
+    let message = match err.span() {
+        Some(span) => {
+            let (line, column) = position(text, span.start);
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    };
+    ConfigError::Parse { message }
+}
+
+fn value_error(text: &str, err: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let message = inner.message().trim();
+    if let Some((field, expected)) = parse_unknown_field(message) {
+        // serde_path_to_error records the key it was reading when the error came, so
+        // the path usually already ends with the unknown key.
+        let key = if path == "." {
+            field.clone()
+        } else if path == field || path.ends_with(&format!(".{field}")) {
+            path
+        } else {
+            format!("{path}.{field}")
+        };
+        return ConfigError::UnknownKey { key, expected };
+    }
+    if path == "." {
+        // Not attributable to a key (should not happen with a table at the top):
+        // report it like a syntax error, with its position.
+        return syntax_error(text, &inner);
+    }
+    ConfigError::Invalid {
+        key: path,
+        message: humanize(message),
+    }
+}
+
+/// Replaces Rust type names in serde's type errors with what a user would write.
+fn humanize(message: &str) -> String {
+    let Some((head, expected)) = message.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let plain = match expected {
+        "usize" | "u64" => "a whole number",
+        "u32" => "a whole number from 0 to 4294967295",
+        e if e.starts_with("struct ") => "a table",
+        _ => return message.to_owned(),
+    };
+    format!("{head}, expected {plain}")
+}
+
+/// Picks apart serde's standard `unknown field` message (see
+/// `serde::de::Error::unknown_field`): ``unknown field `x`, `` followed by
+/// ``expected one of `a`, `b` ``, ``expected `a` or `b` ``, ``expected `a` `` or
+/// `there are no fields`.
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let end = rest
+        .find("`, expected ")
+        .or_else(|| rest.find("`, there are no fields"))?;
+    let field = rest[..end].to_owned();
+    let tail = &rest[end + 2..];
+    let expected = tail
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field, expected))
+}
+
+#[cfg(test)]
+mod tests;
