@@ -1,0 +1,67 @@
+//! Store errors, classified by what a protocol should answer.
+
+/// A store failure. Protocols map these to replies: [`StoreError::is_temporary`]
+/// failures become 4xx / `NO [UNAVAILABLE]` (the client retries), the rest are permanent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The named object (account, mailbox, message, blob) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// An object with that name or address exists already.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The request itself is wrong (bad name, moving a mailbox under itself, ...).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The account's quota would be exceeded.
+    #[error("over quota")]
+    OverQuota,
+    /// The disk holding the store is full; retrying after space is freed works.
+    #[error("storage full")]
+    Full,
+    /// The store is busy, closed or otherwise temporarily unable to answer.
+    #[error("storage temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data failed a consistency check.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// True when the same request may succeed later (disk space, lock contention, restart).
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full | StoreError::Unavailable(_) | StoreError::Backend(_)
+        )
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(format!("metadata does not decode: {e}"))
+    }
+}
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

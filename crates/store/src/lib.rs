@@ -1,0 +1,122 @@
+//! The mail store: one API for accounts, aliases, mailboxes, messages and the change
+//! log, used by every protocol (SMTP delivery, POP3, IMAP, JMAP) and the CLI.
+//!
+//! The [`Store`] trait is the whole contract. Protocol code holds an
+//! `Arc<dyn Store>` and never sees SQL, so a PostgreSQL backend for several
+//! `pochta serve` nodes can slot in beside the embedded [`SqliteStore`].
+//!
+//! Rules every backend keeps:
+//! * A write returns only after it is durable (committed and fsynced); SMTP's 250
+//!   rests on this.
+//! * A message is stored once ([`BlobId`]) however many mailboxes it is filed into;
+//!   delivery to all recipients is one transaction.
+//! * UIDs grow strictly per mailbox and are never reused; UIDVALIDITY is unique for
+//!   every mailbox ever created; message and mailbox ids are never reused.
+//! * Every change bumps the account's [`ModSeq`] and is written to the change log in
+//!   the same transaction, so IMAP CONDSTORE/QRESYNC and JMAP `/changes` read one truth.
+//! * After each commit the account's new state is published to a
+//!   [`ChangeNotifier`], which is what wakes IMAP IDLE and JMAP push.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod notify;
+mod sqlite;
+mod types;
+
+use async_trait::async_trait;
+use pochta_addr::Address;
+use tokio::sync::watch;
+
+pub use error::{Result, StoreError};
+pub use notify::{ChangeNotifier, LocalNotifier};
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// Everything the protocols and the CLI may ask of the mail store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- the directory: accounts and aliases ----
+
+    /// Creates an account with INBOX, Drafts, Sent, Archive, Junk and Trash.
+    /// Fails with [`StoreError::AlreadyExists`] if the address is an account or alias.
+    async fn create_account(&self, new: NewAccount) -> Result<Account>;
+    /// Deletes an account with all its mail, and alias entries pointing at it.
+    async fn delete_account(&self, address: &Address) -> Result<()>;
+    /// Replaces an account's password hash.
+    async fn set_password(&self, address: &Address, password_hash: String) -> Result<()>;
+    /// Looks an account up by address (case-insensitive).
+    async fn account(&self, address: &Address) -> Result<Option<Account>>;
+    /// Looks an account up by id.
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>>;
+    /// All accounts with their usage, ordered by address.
+    async fn accounts(&self) -> Result<Vec<AccountUsage>>;
+    /// Adds targets to an alias, creating it if needed. The alias must not be an account.
+    async fn add_alias(&self, alias: Alias) -> Result<()>;
+    /// Removes an alias entirely.
+    async fn delete_alias(&self, alias: &Address) -> Result<()>;
+    /// All aliases, ordered by address.
+    async fn aliases(&self) -> Result<Vec<Alias>>;
+    /// Which accounts mail to `address` reaches: the account itself, aliases expanded
+    /// (recursively, loops ignored), and `user+detail` falling back to `user`.
+    async fn resolve(&self, address: &Address) -> Result<Resolution>;
+
+    // ---- mailboxes ----
+
+    /// An account's mailboxes, ordered by id.
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    /// Creates a mailbox under `parent` (or at the top).
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        parent: Option<MailboxId>,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<Mailbox>;
+
+    // ---- messages ----
+
+    /// Stores a message once and files it into every target, in one durable
+    /// transaction; returns where each copy landed, in target order.
+    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
+    /// A mailbox's messages in UID order.
+    async fn messages(&self, account: AccountId, mailbox: MailboxId)
+    -> Result<Vec<MessageSummary>>;
+    /// One message with its parsed metadata.
+    async fn message(&self, account: AccountId, id: MessageId) -> Result<Option<MessageRecord>>;
+    /// A message's bytes. Only blobs of the account's own messages are readable.
+    async fn read_blob(&self, account: AccountId, blob: BlobId) -> Result<Vec<u8>>;
+    /// Changes flags and keywords of messages; returns the account's state afterwards.
+    /// Unknown ids are skipped.
+    async fn update_flags(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        change: FlagChange,
+    ) -> Result<ModSeq>;
+    /// Removes messages for good; returns the account's state afterwards.
+    async fn expunge(&self, account: AccountId, ids: &[MessageId]) -> Result<ModSeq>;
+
+    // ---- the change log ----
+
+    /// The account's current state (its latest [`ModSeq`]).
+    async fn state(&self, account: AccountId) -> Result<ModSeq>;
+    /// Changes of one kind since `since`, folded per object (JMAP `/changes`), at most
+    /// about `max` objects (a single change is never split).
+    async fn changes(
+        &self,
+        account: AccountId,
+        kind: ObjectKind,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<Changes>;
+    /// Raw change-log entries after `since`, oldest first, at most `limit`.
+    async fn change_log(
+        &self,
+        account: AccountId,
+        since: ModSeq,
+        limit: usize,
+    ) -> Result<Vec<Change>>;
+    /// Receives the account's state after every committed change.
+    fn subscribe(&self, account: AccountId) -> watch::Receiver<ModSeq>;
+}

@@ -1,0 +1,234 @@
+//! The embedded backend: SQLite in WAL mode, one writer thread with group commit,
+//! a pool of reader connections. See `schema.rs` for why bodies live in SQLite.
+
+mod ops;
+mod pool;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pochta_addr::Address;
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use crate::notify::{ChangeNotifier, LocalNotifier};
+use crate::*;
+use pool::ReadPool;
+use writer::Writer;
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "store.sqlite3";
+
+/// The embedded store. Cheap to clone; all clones share one writer and one pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    readers: ReadPool,
+    notifier: Arc<dyn ChangeNotifier>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, with an in-process notifier.
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
+        Self::open_with_notifier(dir, Arc::new(LocalNotifier::new()))
+    }
+
+    /// Opens the store in `dir`, publishing changes through `notifier`.
+    pub fn open_with_notifier(
+        dir: &Path,
+        notifier: Arc<dyn ChangeNotifier>,
+    ) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&conn)?;
+        let writer = Writer::start(conn, notifier.clone())?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                readers: ReadPool::new(path.clone()),
+                path,
+                writer,
+                notifier,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.take()?;
+            let result = f(&conn);
+            inner.readers.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("reader task failed: {e}")))?
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut writer::WriteCtx<'_>) -> Result<R> + Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, new: NewAccount) -> Result<Account> {
+        self.write(move |ctx| ops::create_account(ctx, new)).await
+    }
+
+    async fn delete_account(&self, address: &Address) -> Result<()> {
+        let address = address.clone();
+        self.write(move |ctx| ops::delete_account(ctx.conn, &address))
+            .await
+    }
+
+    async fn set_password(&self, address: &Address, password_hash: String) -> Result<()> {
+        let key = address.key();
+        self.write(move |ctx| ops::set_password(ctx.conn, &key, &password_hash))
+            .await
+    }
+
+    async fn account(&self, address: &Address) -> Result<Option<Account>> {
+        let key = address.key();
+        self.read(move |c| ops::account_by_key(c, &key)).await
+    }
+
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>> {
+        self.read(move |c| ops::account_by_id(c, id)).await
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountUsage>> {
+        self.read(ops::accounts).await
+    }
+
+    async fn add_alias(&self, alias: Alias) -> Result<()> {
+        self.write(move |ctx| ops::add_alias(ctx.conn, &alias))
+            .await
+    }
+
+    async fn delete_alias(&self, alias: &Address) -> Result<()> {
+        let key = alias.key();
+        self.write(move |ctx| ops::delete_alias(ctx.conn, &key))
+            .await
+    }
+
+    async fn aliases(&self) -> Result<Vec<Alias>> {
+        self.read(ops::aliases).await
+    }
+
+    async fn resolve(&self, address: &Address) -> Result<Resolution> {
+        let address = address.clone();
+        self.read(move |c| ops::resolve(c, &address)).await
+    }
+
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.read(move |c| ops::mailboxes(c, account)).await
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        parent: Option<MailboxId>,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<Mailbox> {
+        let name = name.to_string();
+        self.write(move |ctx| ops::create_mailbox(ctx, account, parent, &name, role))
+            .await
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+        if delivery.targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Serialise outside the writer thread: it is the one resource all share.
+        let prepared = ops::PreparedDelivery::new(delivery)?;
+        self.write(move |ctx| ops::deliver(ctx, prepared)).await
+    }
+
+    async fn messages(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<MessageSummary>> {
+        self.read(move |c| ops::messages(c, account, mailbox)).await
+    }
+
+    async fn message(&self, account: AccountId, id: MessageId) -> Result<Option<MessageRecord>> {
+        self.read(move |c| ops::message(c, account, id)).await
+    }
+
+    async fn read_blob(&self, account: AccountId, blob: BlobId) -> Result<Vec<u8>> {
+        self.read(move |c| ops::read_blob(c, account, blob)).await
+    }
+
+    async fn update_flags(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        change: FlagChange,
+    ) -> Result<ModSeq> {
+        let ids = ids.to_vec();
+        self.write(move |ctx| ops::update_flags(ctx, account, &ids, &change))
+            .await
+    }
+
+    async fn expunge(&self, account: AccountId, ids: &[MessageId]) -> Result<ModSeq> {
+        let ids = ids.to_vec();
+        self.write(move |ctx| ops::expunge(ctx, account, &ids))
+            .await
+    }
+
+    async fn state(&self, account: AccountId) -> Result<ModSeq> {
+        self.read(move |c| ops::state(c, account)).await
+    }
+
+    async fn changes(
+        &self,
+        account: AccountId,
+        kind: ObjectKind,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<Changes> {
+        self.read(move |c| ops::changes(c, account, kind, since, max))
+            .await
+    }
+
+    async fn change_log(
+        &self,
+        account: AccountId,
+        since: ModSeq,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        self.read(move |c| ops::change_log(c, account, since, limit))
+            .await
+    }
+
+    fn subscribe(&self, account: AccountId) -> watch::Receiver<ModSeq> {
+        self.inner.notifier.subscribe(account)
+    }
+}

@@ -1,0 +1,1012 @@
+//! The SQL behind each store operation. Writers run on the writer thread inside a
+//! transaction (see `writer.rs`); readers run on pooled connections.
+
+use std::collections::{HashMap, HashSet};
+
+use pochta_addr::Address;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::writer::WriteCtx;
+use crate::*;
+
+/// Alias chains longer than this are treated as loops.
+const MAX_ALIAS_DEPTH: usize = 8;
+/// Message-ID keys longer than this are not used for threading (garbage headers).
+const MAX_THREAD_KEY: usize = 250;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ConstraintViolation)
+    )
+}
+
+// ---------------------------------------------------------------- accounts
+
+const ACCOUNT_COLS: &str = "id, display, password_hash, created_at, quota";
+
+fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    let display: String = r.get(1)?;
+    let address = Address::parse(&display).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Account {
+        id: r.get::<_, i64>(0)? as u64,
+        address,
+        password_hash: r.get(2)?,
+        created_at: r.get(3)?,
+        quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
+    })
+}
+
+pub fn account_by_key(c: &Connection, key: &str) -> Result<Option<Account>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLS} FROM accounts WHERE address = ?1"
+    ))?
+    .query_row([key], account_from_row)
+    .optional()?)
+}
+
+pub fn account_by_id(c: &Connection, id: AccountId) -> Result<Option<Account>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"
+    ))?
+    .query_row([id as i64], account_from_row)
+    .optional()?)
+}
+
+fn alias_exists(c: &Connection, key: &str) -> Result<bool> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM aliases WHERE alias = ?1 LIMIT 1")?
+            .exists([key])?,
+    )
+}
+
+pub fn create_account(ctx: &mut WriteCtx<'_>, new: NewAccount) -> Result<Account> {
+    let c = ctx.conn;
+    let key = new.address.key();
+    if alias_exists(c, &key)? {
+        return Err(StoreError::AlreadyExists(format!(
+            "{} is an alias",
+            new.address
+        )));
+    }
+    let created_at = now();
+    let res = c.execute(
+        "INSERT INTO accounts (address, display, password_hash, created_at, quota, modseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+        params![
+            key,
+            new.address.to_string(),
+            new.password_hash,
+            created_at,
+            new.quota.map(|q| q as i64)
+        ],
+    );
+    match res {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(format!(
+                "account {} exists",
+                new.address
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let id = c.last_insert_rowid() as u64;
+    for (order, (role, name)) in Role::DEFAULT_MAILBOXES.iter().enumerate() {
+        insert_mailbox(c, id, None, name, Some(*role), order as u32, 1)?;
+    }
+    ctx.publish(id, 1);
+    Ok(Account {
+        id,
+        address: new.address,
+        password_hash: new.password_hash,
+        created_at,
+        quota: new.quota,
+    })
+}
+
+pub fn delete_account(c: &Connection, address: &Address) -> Result<()> {
+    let key = address.key();
+    let id: i64 = c
+        .query_row("SELECT id FROM accounts WHERE address = ?1", [&key], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
+    // Release this account's references to shared blobs, then drop unreferenced ones.
+    c.execute(
+        "UPDATE blobs SET refs = refs - (SELECT COUNT(*) FROM messages m
+                                         WHERE m.blob_id = blobs.id AND m.account_id = ?1)
+         WHERE id IN (SELECT blob_id FROM messages WHERE account_id = ?1)",
+        [id],
+    )?;
+    c.execute("DELETE FROM blobs WHERE refs <= 0", [])?;
+    for table in ["messages", "mailboxes", "thread_keys", "changes"] {
+        c.execute(&format!("DELETE FROM {table} WHERE account_id = ?1"), [id])?;
+    }
+    c.execute("DELETE FROM aliases WHERE target = ?1", [&key])?;
+    c.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn set_password(c: &Connection, key: &str, hash: &str) -> Result<()> {
+    let n = c.execute(
+        "UPDATE accounts SET password_hash = ?2 WHERE address = ?1",
+        params![key, hash],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("account {key}")));
+    }
+    Ok(())
+}
+
+pub fn accounts(c: &Connection) -> Result<Vec<AccountUsage>> {
+    let mut stmt = c.prepare(
+        "SELECT a.id, a.display, a.password_hash, a.created_at, a.quota,
+                COALESCE(SUM(m.total), 0), COALESCE(SUM(m.size), 0)
+         FROM accounts a LEFT JOIN mailboxes m ON m.account_id = a.id
+         GROUP BY a.id ORDER BY a.address",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AccountUsage {
+            account: account_from_row(r)?,
+            messages: r.get::<_, i64>(5)? as u64,
+            size: r.get::<_, i64>(6)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+// ---------------------------------------------------------------- aliases
+
+pub fn add_alias(c: &Connection, alias: &Alias) -> Result<()> {
+    let key = alias.address.key();
+    if account_by_key(c, &key)?.is_some() {
+        return Err(StoreError::AlreadyExists(format!(
+            "{} is an account",
+            alias.address
+        )));
+    }
+    if alias.targets.is_empty() {
+        return Err(StoreError::Invalid(
+            "an alias needs at least one target".into(),
+        ));
+    }
+    for t in &alias.targets {
+        if t.key() == key {
+            return Err(StoreError::Invalid(format!(
+                "{} cannot point at itself",
+                alias.address
+            )));
+        }
+        c.execute(
+            "INSERT OR IGNORE INTO aliases (alias, target, display) VALUES (?1, ?2, ?3)",
+            params![key, t.key(), alias.address.to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn delete_alias(c: &Connection, key: &str) -> Result<()> {
+    if c.execute("DELETE FROM aliases WHERE alias = ?1", [key])? == 0 {
+        return Err(StoreError::NotFound(format!("alias {key}")));
+    }
+    Ok(())
+}
+
+pub fn aliases(c: &Connection) -> Result<Vec<Alias>> {
+    let mut stmt = c.prepare("SELECT display, target FROM aliases ORDER BY alias, target")?;
+    let mut out: Vec<Alias> = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let display: String = r.get(0)?;
+        let target: String = r.get(1)?;
+        let (Ok(address), Ok(target)) = (Address::parse(&display), Address::parse(&target)) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(last) if last.address == address => last.targets.push(target),
+            _ => out.push(Alias {
+                address,
+                targets: vec![target],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+pub fn resolve(c: &Connection, address: &Address) -> Result<Resolution> {
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    resolve_into(c, &address.key(), 0, &mut found, &mut seen)?;
+    if found.is_empty()
+        && let Some(base) = address.without_detail()
+    {
+        resolve_into(c, &base.key(), 0, &mut found, &mut seen)?;
+    }
+    Ok(if found.is_empty() {
+        Resolution::Unknown
+    } else {
+        Resolution::Accounts(found)
+    })
+}
+
+fn resolve_into(
+    c: &Connection,
+    key: &str,
+    depth: usize,
+    found: &mut Vec<AccountId>,
+    seen: &mut HashSet<String>,
+) -> Result<()> {
+    if depth > MAX_ALIAS_DEPTH || !seen.insert(key.to_string()) {
+        return Ok(());
+    }
+    if let Some(id) = c
+        .prepare_cached("SELECT id FROM accounts WHERE address = ?1")?
+        .query_row([key], |r| r.get::<_, i64>(0))
+        .optional()?
+    {
+        if !found.contains(&(id as u64)) {
+            found.push(id as u64);
+        }
+        return Ok(());
+    }
+    let targets: Vec<String> = c
+        .prepare_cached("SELECT target FROM aliases WHERE alias = ?1")?
+        .query_map([key], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for t in targets {
+        resolve_into(c, &t, depth + 1, found, seen)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- mailboxes
+
+const MAILBOX_COLS: &str = "id, account_id, parent_id, name, role, uidvalidity, uidnext, \
+     highest_modseq, total, unseen, deleted, size, subscribed, sort_order";
+
+fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
+    let parent: i64 = r.get(2)?;
+    let role: Option<String> = r.get(4)?;
+    Ok(Mailbox {
+        id: r.get::<_, i64>(0)? as u64,
+        account_id: r.get::<_, i64>(1)? as u64,
+        parent_id: (parent != 0).then_some(parent as u64),
+        name: r.get(3)?,
+        role: role.as_deref().and_then(Role::parse),
+        uid_validity: r.get::<_, i64>(5)? as u32,
+        uid_next: r.get::<_, i64>(6)? as u32,
+        highest_modseq: r.get::<_, i64>(7)? as u64,
+        total: r.get::<_, i64>(8)? as u32,
+        unseen: r.get::<_, i64>(9)? as u32,
+        deleted: r.get::<_, i64>(10)? as u32,
+        size: r.get::<_, i64>(11)? as u64,
+        subscribed: r.get(12)?,
+        sort_order: r.get::<_, i64>(13)? as u32,
+    })
+}
+
+pub fn mailboxes(c: &Connection, account: AccountId) -> Result<Vec<Mailbox>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([account as i64], mailbox_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn mailbox_by_id(c: &Connection, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = ?1 AND account_id = ?2"
+    ))?
+    .query_row(params![id as i64, account as i64], mailbox_from_row)
+    .optional()?)
+}
+
+/// A fresh UIDVALIDITY: the current time in seconds, but always above every value
+/// handed out before, so a mailbox deleted and re-created never repeats one.
+fn next_uidvalidity(c: &Connection) -> Result<u32> {
+    let last: i64 = c
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'uidvalidity'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let next = (last + 1).max(now()).clamp(1, u32::MAX as i64);
+    c.execute(
+        "INSERT INTO settings (key, value) VALUES ('uidvalidity', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [next],
+    )?;
+    Ok(next as u32)
+}
+
+fn insert_mailbox(
+    c: &Connection,
+    account: AccountId,
+    parent: Option<MailboxId>,
+    name: &str,
+    role: Option<Role>,
+    sort_order: u32,
+    modseq: ModSeq,
+) -> Result<Mailbox> {
+    let uidvalidity = next_uidvalidity(c)?;
+    let res = c.execute(
+        "INSERT INTO mailboxes (account_id, parent_id, name, role, uidvalidity, highest_modseq, sort_order)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            account as i64,
+            parent.unwrap_or(0) as i64,
+            name,
+            role.map(Role::as_str),
+            uidvalidity,
+            modseq as i64,
+            sort_order
+        ],
+    );
+    match res {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let id = c.last_insert_rowid() as u64;
+    log_change(
+        c,
+        account,
+        modseq,
+        ObjectKind::Mailbox,
+        ChangeOp::Created,
+        id,
+        None,
+    )?;
+    mailbox_by_id(c, account, id)?
+        .ok_or_else(|| StoreError::Backend("inserted mailbox vanished".into()))
+}
+
+/// Checks a mailbox name (one level): not empty, no control characters, no `/`
+/// (the hierarchy delimiter), and not absurdly long.
+fn check_mailbox_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 255
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(StoreError::Invalid(format!(
+            "mailbox name {name:?} is empty, too long, or contains '/' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn create_mailbox(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    parent: Option<MailboxId>,
+    name: &str,
+    role: Option<Role>,
+) -> Result<Mailbox> {
+    let c = ctx.conn;
+    check_mailbox_name(name)?;
+    if let Some(p) = parent
+        && mailbox_by_id(c, account, p)?.is_none()
+    {
+        return Err(StoreError::NotFound(format!("parent mailbox {p}")));
+    }
+    if account_by_id(c, account)?.is_none() {
+        return Err(StoreError::NotFound(format!("account {account}")));
+    }
+    let modseq = bump_modseq(c, account)?;
+    let mailbox = insert_mailbox(c, account, parent, name, role, 0, modseq)?;
+    ctx.publish(account, modseq);
+    Ok(mailbox)
+}
+
+// ---------------------------------------------------------------- change log
+
+fn bump_modseq(c: &Connection, account: AccountId) -> Result<ModSeq> {
+    c.prepare_cached("UPDATE accounts SET modseq = modseq + 1 WHERE id = ?1 RETURNING modseq")?
+        .query_row([account as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|m| m as u64)
+        .ok_or_else(|| StoreError::NotFound(format!("account {account}")))
+}
+
+fn kind_code(k: ObjectKind) -> i64 {
+    match k {
+        ObjectKind::Email => 1,
+        ObjectKind::Mailbox => 2,
+    }
+}
+
+fn op_code(o: ChangeOp) -> i64 {
+    match o {
+        ChangeOp::Created => 1,
+        ChangeOp::Updated => 2,
+        ChangeOp::Destroyed => 3,
+    }
+}
+
+/// Where a message was when it changed (for IMAP's per-mailbox view of the log).
+struct Located {
+    mailbox: MailboxId,
+    uid: Uid,
+    thread: ThreadId,
+}
+
+fn log_change(
+    c: &Connection,
+    account: AccountId,
+    modseq: ModSeq,
+    kind: ObjectKind,
+    op: ChangeOp,
+    id: u64,
+    at: Option<&Located>,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO changes (account_id, modseq, kind, op, object_id, mailbox_id, uid, thread_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        account as i64,
+        modseq as i64,
+        kind_code(kind),
+        op_code(op),
+        id as i64,
+        at.map(|l| l.mailbox as i64),
+        at.map(|l| l.uid as i64),
+        at.map(|l| l.thread as i64),
+    ])?;
+    Ok(())
+}
+
+pub fn state(c: &Connection, account: AccountId) -> Result<ModSeq> {
+    c.prepare_cached("SELECT modseq FROM accounts WHERE id = ?1")?
+        .query_row([account as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|m| m as u64)
+        .ok_or_else(|| StoreError::NotFound(format!("account {account}")))
+}
+
+pub fn change_log(
+    c: &Connection,
+    account: AccountId,
+    since: ModSeq,
+    limit: usize,
+) -> Result<Vec<Change>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT modseq, kind, op, object_id, mailbox_id, uid, thread_id FROM changes
+         WHERE account_id = ?1 AND modseq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            account as i64,
+            since as i64,
+            limit.min(i64::MAX as usize) as i64
+        ],
+        |r| {
+            Ok(Change {
+                modseq: r.get::<_, i64>(0)? as u64,
+                kind: if r.get::<_, i64>(1)? == 2 {
+                    ObjectKind::Mailbox
+                } else {
+                    ObjectKind::Email
+                },
+                op: match r.get::<_, i64>(2)? {
+                    1 => ChangeOp::Created,
+                    3 => ChangeOp::Destroyed,
+                    _ => ChangeOp::Updated,
+                },
+                id: r.get::<_, i64>(3)? as u64,
+                mailbox_id: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                uid: r.get::<_, Option<i64>>(5)?.map(|v| v as u32),
+                thread_id: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn changes(
+    c: &Connection,
+    account: AccountId,
+    kind: ObjectKind,
+    since: ModSeq,
+    max: usize,
+) -> Result<Changes> {
+    let current = state(c, account)?;
+    if since > current {
+        return Err(StoreError::Invalid(format!(
+            "state {since} is newer than the account's state {current}"
+        )));
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT modseq, op, object_id FROM changes
+         WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![account as i64, kind_code(kind), since as i64])?;
+    // Per object: (first op, last op), in order of first appearance.
+    let mut order: Vec<u64> = Vec::new();
+    let mut seen: HashMap<u64, (i64, i64)> = HashMap::new();
+    let mut new_state = current;
+    let mut has_more = false;
+    let mut last_modseq = since;
+    while let Some(r) = rows.next()? {
+        let modseq = r.get::<_, i64>(0)? as u64;
+        let op: i64 = r.get(1)?;
+        let id = r.get::<_, i64>(2)? as u64;
+        if modseq != last_modseq && order.len() >= max.max(1) && !seen.contains_key(&id) {
+            // Stop at a change boundary so that no change is split.
+            new_state = last_modseq;
+            has_more = true;
+            break;
+        }
+        last_modseq = modseq;
+        match seen.get_mut(&id) {
+            Some(entry) => entry.1 = op,
+            None => {
+                seen.insert(id, (op, op));
+                order.push(id);
+            }
+        }
+    }
+    let mut out = Changes {
+        new_state,
+        has_more,
+        ..Changes::default()
+    };
+    for id in order {
+        let Some(&(first, last)) = seen.get(&id) else {
+            continue;
+        };
+        match (first, last) {
+            (1, 3) => {} // created and destroyed within the window: never seen
+            (1, _) => out.created.push(id),
+            (_, 3) => out.destroyed.push(id),
+            _ => out.updated.push(id),
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- messages
+
+/// A delivery with its metadata already serialised, ready for the writer thread.
+pub struct PreparedDelivery {
+    delivery: Delivery,
+    meta_json: String,
+    thread_keys: Vec<String>,
+}
+
+impl PreparedDelivery {
+    /// Serialises the metadata and collects the threading keys.
+    pub fn new(delivery: Delivery) -> Result<PreparedDelivery> {
+        let meta_json = serde_json::to_string(&delivery.meta)
+            .map_err(|e| StoreError::Invalid(format!("metadata does not serialise: {e}")))?;
+        let meta = &delivery.meta;
+        let mut thread_keys: Vec<String> = meta
+            .message_id
+            .iter()
+            .chain(meta.in_reply_to.iter())
+            .chain(meta.references.iter())
+            .filter(|k| !k.is_empty() && k.len() <= MAX_THREAD_KEY)
+            .cloned()
+            .collect();
+        thread_keys.dedup();
+        Ok(PreparedDelivery {
+            delivery,
+            meta_json,
+            thread_keys,
+        })
+    }
+}
+
+fn target_mailbox(c: &Connection, account: AccountId, target: &MailboxTarget) -> Result<MailboxId> {
+    let found = match target {
+        MailboxTarget::Id(id) => c
+            .prepare_cached("SELECT id FROM mailboxes WHERE id = ?1 AND account_id = ?2")?
+            .query_row(params![*id as i64, account as i64], |r| r.get::<_, i64>(0))
+            .optional()?,
+        MailboxTarget::Role(role) => {
+            let by_role = c
+                .prepare_cached(
+                    "SELECT id FROM mailboxes WHERE account_id = ?1 AND role = ?2 ORDER BY id LIMIT 1",
+                )?
+                .query_row(params![account as i64, role.as_str()], |r| r.get::<_, i64>(0))
+                .optional()?;
+            match by_role {
+                Some(id) => Some(id),
+                None => c
+                    .prepare_cached(
+                        "SELECT id FROM mailboxes WHERE account_id = ?1 AND role = 'inbox' ORDER BY id LIMIT 1",
+                    )?
+                    .query_row([account as i64], |r| r.get::<_, i64>(0))
+                    .optional()?,
+            }
+        }
+    };
+    found
+        .map(|id| id as u64)
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {target:?} of account {account}")))
+}
+
+fn find_thread(c: &Connection, account: AccountId, keys: &[String]) -> Result<Option<ThreadId>> {
+    let mut stmt =
+        c.prepare_cached("SELECT thread_id FROM thread_keys WHERE account_id = ?1 AND key = ?2")?;
+    for k in keys {
+        if let Some(t) = stmt
+            .query_row(params![account as i64, k], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            return Ok(Some(t as u64));
+        }
+    }
+    Ok(None)
+}
+
+fn keywords_text(keywords: &[String]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for k in keywords {
+        let k = k.trim();
+        if !k.is_empty()
+            && !k.contains(char::is_whitespace)
+            && !out.iter().any(|o| o.eq_ignore_ascii_case(k))
+        {
+            out.push(k);
+        }
+    }
+    out.join(" ")
+}
+
+fn parse_keywords(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Adds `delta` messages with these flags and total size to a mailbox's counters,
+/// and raises its HIGHESTMODSEQ.
+fn adjust_counters(
+    c: &Connection,
+    mailbox: MailboxId,
+    delta: i64,
+    flags: Flags,
+    size: u64,
+    modseq: ModSeq,
+) -> Result<()> {
+    let unseen = if flags.contains(Flags::SEEN) {
+        0
+    } else {
+        delta
+    };
+    let deleted = if flags.contains(Flags::DELETED) {
+        delta
+    } else {
+        0
+    };
+    c.prepare_cached(
+        "UPDATE mailboxes SET total = total + ?2, unseen = unseen + ?3, deleted = deleted + ?4,
+                size = size + ?5, highest_modseq = MAX(highest_modseq, ?6)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        mailbox as i64,
+        delta,
+        unseen,
+        deleted,
+        delta * size as i64,
+        modseq as i64
+    ])?;
+    Ok(())
+}
+
+pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delivered>> {
+    let c = ctx.conn;
+    let d = &p.delivery;
+    let size = d.raw.len() as u64;
+    c.prepare_cached("INSERT INTO blobs (refs, size, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![d.targets.len() as i64, size as i64, d.raw])?;
+    let blob = c.last_insert_rowid();
+    let mut out = Vec::with_capacity(d.targets.len());
+    for t in &d.targets {
+        let mailbox = target_mailbox(c, t.account, &t.mailbox)?;
+        let modseq = bump_modseq(c, t.account)?;
+        let uid: i64 = c
+            .prepare_cached(
+                "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?1 RETURNING uidnext - 1",
+            )?
+            .query_row([mailbox as i64], |r| r.get(0))?;
+        if uid >= u32::MAX as i64 {
+            return Err(StoreError::Invalid(format!(
+                "mailbox {mailbox} has run out of UIDs"
+            )));
+        }
+        adjust_counters(c, mailbox, 1, t.flags, size, modseq)?;
+        let thread = find_thread(c, t.account, &p.thread_keys)?;
+        c.prepare_cached(
+            "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, thread_id, flags, keywords,
+                                   internal_date, size, modseq, sent_at, meta)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            t.account as i64,
+            mailbox as i64,
+            uid,
+            blob,
+            thread.unwrap_or(0) as i64,
+            t.flags.bits(),
+            keywords_text(&t.keywords),
+            d.internal_date,
+            size as i64,
+            modseq as i64,
+            d.meta.sent_at,
+            p.meta_json,
+        ])?;
+        let id = c.last_insert_rowid() as u64;
+        let thread = match thread {
+            Some(t) => t,
+            None => {
+                c.prepare_cached("UPDATE messages SET thread_id = ?1 WHERE id = ?1")?
+                    .execute([id as i64])?;
+                id
+            }
+        };
+        let mut insert_key = c.prepare_cached(
+            "INSERT OR IGNORE INTO thread_keys (account_id, key, thread_id) VALUES (?1, ?2, ?3)",
+        )?;
+        for k in &p.thread_keys {
+            insert_key.execute(params![t.account as i64, k, thread as i64])?;
+        }
+        let at = Located {
+            mailbox,
+            uid: uid as u32,
+            thread,
+        };
+        log_change(
+            c,
+            t.account,
+            modseq,
+            ObjectKind::Email,
+            ChangeOp::Created,
+            id,
+            Some(&at),
+        )?;
+        ctx.publish(t.account, modseq);
+        out.push(Delivered {
+            account: t.account,
+            mailbox,
+            uid: uid as u32,
+            id,
+            modseq,
+        });
+    }
+    Ok(out)
+}
+
+const SUMMARY_COLS: &str =
+    "id, mailbox_id, uid, blob_id, thread_id, flags, keywords, internal_date, size, modseq";
+
+fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<MessageSummary> {
+    Ok(MessageSummary {
+        id: r.get::<_, i64>(0)? as u64,
+        mailbox_id: r.get::<_, i64>(1)? as u64,
+        uid: r.get::<_, i64>(2)? as u32,
+        blob_id: r.get::<_, i64>(3)? as u64,
+        thread_id: r.get::<_, i64>(4)? as u64,
+        flags: Flags::from_bits(r.get::<_, i64>(5)? as u8),
+        keywords: parse_keywords(&r.get::<_, String>(6)?),
+        internal_date: r.get(7)?,
+        size: r.get::<_, i64>(8)? as u64,
+        modseq: r.get::<_, i64>(9)? as u64,
+    })
+}
+
+pub fn messages(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<MessageSummary>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS} FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 ORDER BY uid"
+    ))?;
+    let rows = stmt.query_map(params![mailbox as i64, account as i64], summary_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn message(c: &Connection, account: AccountId, id: MessageId) -> Result<Option<MessageRecord>> {
+    let row = c
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLS}, meta FROM messages WHERE id = ?1 AND account_id = ?2"
+        ))?
+        .query_row(params![id as i64, account as i64], |r| {
+            Ok((summary_from_row(r)?, r.get::<_, String>(10)?))
+        })
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((summary, meta)) => Ok(Some(MessageRecord {
+            summary,
+            meta: serde_json::from_str(&meta)?,
+        })),
+    }
+}
+
+pub fn read_blob(c: &Connection, account: AccountId, blob: BlobId) -> Result<Vec<u8>> {
+    let owned = c
+        .prepare_cached("SELECT 1 FROM messages WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1")?
+        .exists(params![blob as i64, account as i64])?;
+    if !owned {
+        return Err(StoreError::NotFound(format!("blob {blob}")));
+    }
+    c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
+        .query_row([blob as i64], |r| r.get::<_, Vec<u8>>(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("blob {blob} is referenced but missing")))
+}
+
+fn apply_change(flags: Flags, keywords: &[String], change: &FlagChange) -> (Flags, Vec<String>) {
+    match change {
+        FlagChange::Set(f, k) => (*f, k.clone()),
+        FlagChange::Add(f, k) => {
+            let mut kw = keywords.to_vec();
+            for w in k {
+                if !kw.iter().any(|o| o.eq_ignore_ascii_case(w)) {
+                    kw.push(w.clone());
+                }
+            }
+            (flags.union(*f), kw)
+        }
+        FlagChange::Remove(f, k) => {
+            let kw = keywords
+                .iter()
+                .filter(|o| !k.iter().any(|w| w.eq_ignore_ascii_case(o)))
+                .cloned()
+                .collect();
+            (flags.difference(*f), kw)
+        }
+    }
+}
+
+pub fn update_flags(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    ids: &[MessageId],
+    change: &FlagChange,
+) -> Result<ModSeq> {
+    let c = ctx.conn;
+    let mut modseq = None;
+    for &id in ids {
+        let row = c
+            .prepare_cached(
+                "SELECT mailbox_id, uid, thread_id, flags, keywords, size FROM messages
+                 WHERE id = ?1 AND account_id = ?2",
+            )?
+            .query_row(params![id as i64, account as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u32,
+                    r.get::<_, i64>(2)? as u64,
+                    Flags::from_bits(r.get::<_, i64>(3)? as u8),
+                    parse_keywords(&r.get::<_, String>(4)?),
+                    r.get::<_, i64>(5)? as u64,
+                ))
+            })
+            .optional()?;
+        let Some((mailbox, uid, thread, flags, keywords, size)) = row else {
+            continue;
+        };
+        let (new_flags, new_keywords) = apply_change(flags, &keywords, change);
+        let new_text = keywords_text(&new_keywords);
+        if new_flags == flags && new_text == keywords_text(&keywords) {
+            continue;
+        }
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = bump_modseq(c, account)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        c.prepare_cached(
+            "UPDATE messages SET flags = ?2, keywords = ?3, modseq = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id as i64, new_flags.bits(), new_text, m as i64])?;
+        adjust_counters(c, mailbox, -1, flags, size, m)?;
+        adjust_counters(c, mailbox, 1, new_flags, size, m)?;
+        let at = Located {
+            mailbox,
+            uid,
+            thread,
+        };
+        log_change(
+            c,
+            account,
+            m,
+            ObjectKind::Email,
+            ChangeOp::Updated,
+            id,
+            Some(&at),
+        )?;
+    }
+    match modseq {
+        Some(m) => {
+            ctx.publish(account, m);
+            Ok(m)
+        }
+        None => state(c, account),
+    }
+}
+
+pub fn expunge(ctx: &mut WriteCtx<'_>, account: AccountId, ids: &[MessageId]) -> Result<ModSeq> {
+    let c = ctx.conn;
+    let mut modseq = None;
+    for &id in ids {
+        let row = c
+            .prepare_cached(
+                "DELETE FROM messages WHERE id = ?1 AND account_id = ?2
+                 RETURNING mailbox_id, uid, thread_id, flags, size, blob_id",
+            )?
+            .query_row(params![id as i64, account as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u32,
+                    r.get::<_, i64>(2)? as u64,
+                    Flags::from_bits(r.get::<_, i64>(3)? as u8),
+                    r.get::<_, i64>(4)? as u64,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((mailbox, uid, thread, flags, size, blob)) = row else {
+            continue;
+        };
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = bump_modseq(c, account)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        adjust_counters(c, mailbox, -1, flags, size, m)?;
+        c.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1")?
+            .execute([blob])?;
+        c.prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refs <= 0")?
+            .execute([blob])?;
+        let at = Located {
+            mailbox,
+            uid,
+            thread,
+        };
+        log_change(
+            c,
+            account,
+            m,
+            ObjectKind::Email,
+            ChangeOp::Destroyed,
+            id,
+            Some(&at),
+        )?;
+    }
+    match modseq {
+        Some(m) => {
+            ctx.publish(account, m);
+            Ok(m)
+        }
+        None => state(c, account),
+    }
+}

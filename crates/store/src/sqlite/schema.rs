@@ -1,0 +1,142 @@
+//! The SQLite schema and connection settings.
+//!
+//! Why SQLite holds message bodies too (table `blobs`) rather than one file per
+//! message: a delivery must be durable before SMTP says 250, and with bodies and
+//! metadata in one WAL database a whole batch of deliveries becomes durable with a
+//! single fsync (group commit) and can never be half-written (no orphan files, no
+//! index entries without bodies). Readers use their own connections and see the
+//! last committed snapshot, so a long write (a 50 MiB message) does not stall them.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+/// Bumped whenever the schema changes; older databases are migrated on open.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- AUTOINCREMENT everywhere an id is visible to clients: ids must never be reused.
+CREATE TABLE IF NOT EXISTS accounts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    address       TEXT NOT NULL UNIQUE,     -- lookup key: lower-case local part @ A-label domain
+    display       TEXT NOT NULL,            -- the address as first given
+    password_hash TEXT NOT NULL,            -- PHC string (argon2id)
+    created_at    INTEGER NOT NULL,
+    quota         INTEGER,
+    modseq        INTEGER NOT NULL DEFAULT 0 -- the account's change counter (state)
+);
+
+CREATE TABLE IF NOT EXISTS aliases (
+    alias   TEXT NOT NULL,                  -- lookup key
+    target  TEXT NOT NULL,                  -- lookup key of an account or another alias
+    display TEXT NOT NULL,
+    PRIMARY KEY (alias, target)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id     INTEGER NOT NULL,
+    parent_id      INTEGER NOT NULL DEFAULT 0,   -- 0: top level
+    name           TEXT NOT NULL,
+    role           TEXT,
+    uidvalidity    INTEGER NOT NULL,
+    uidnext        INTEGER NOT NULL DEFAULT 1,
+    highest_modseq INTEGER NOT NULL DEFAULT 0,
+    total          INTEGER NOT NULL DEFAULT 0,
+    unseen         INTEGER NOT NULL DEFAULT 0,
+    deleted        INTEGER NOT NULL DEFAULT 0,
+    size           INTEGER NOT NULL DEFAULT 0,
+    subscribed     INTEGER NOT NULL DEFAULT 1,
+    sort_order     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, parent_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS blobs (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    refs INTEGER NOT NULL,                  -- messages pointing here; 0 = removable
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id    INTEGER NOT NULL,
+    mailbox_id    INTEGER NOT NULL,
+    uid           INTEGER NOT NULL,
+    blob_id       INTEGER NOT NULL,
+    thread_id     INTEGER NOT NULL,
+    flags         INTEGER NOT NULL DEFAULT 0,
+    keywords      TEXT NOT NULL DEFAULT '',  -- space separated
+    internal_date INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    modseq        INTEGER NOT NULL,
+    sent_at       INTEGER,
+    meta          TEXT NOT NULL              -- pochta_message::MessageMeta as JSON
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_uid ON messages (mailbox_id, uid);
+CREATE INDEX IF NOT EXISTS messages_by_blob ON messages (blob_id);
+CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (account_id, thread_id);
+
+-- Message-ID / References keys of each account's threads (JMAP Thread, IMAP THREADID).
+CREATE TABLE IF NOT EXISTS thread_keys (
+    account_id INTEGER NOT NULL,
+    key        TEXT NOT NULL,
+    thread_id  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
+
+-- The change log read by IMAP CONDSTORE/QRESYNC and JMAP /changes.
+CREATE TABLE IF NOT EXISTS changes (
+    seq        INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL,
+    kind       INTEGER NOT NULL,             -- 1 email, 2 mailbox
+    op         INTEGER NOT NULL,             -- 1 created, 2 updated, 3 destroyed
+    object_id  INTEGER NOT NULL,
+    mailbox_id INTEGER,
+    uid        INTEGER,
+    thread_id  INTEGER
+);
+CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, modseq);
+"#;
+
+/// Settings every connection gets. `synchronous=FULL` makes each COMMIT fsync the
+/// WAL: that fsync is what "durable" means for SMTP's 250.
+pub fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;",
+    )?;
+    Ok(())
+}
+
+/// Creates or migrates the schema. Runs on the writer connection at open.
+pub fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(crate::StoreError::Invalid(format!(
+            "the store was written by a newer pochta (schema {version}, this one knows {SCHEMA_VERSION})"
+        )));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let res = conn
+        .execute_batch(SCHEMA)
+        .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")));
+    match res {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,426 @@
+//! The store's data model: ids, flags, accounts, mailboxes, messages, changes.
+
+use std::fmt;
+
+use pochta_addr::Address;
+use pochta_message::MessageMeta;
+use serde::{Deserialize, Serialize};
+
+/// Identifies an account; stable for the account's life, never reused.
+pub type AccountId = u64;
+/// Identifies a mailbox; stable across renames (JMAP Mailbox id, IMAP MAILBOXID).
+pub type MailboxId = u64;
+/// Identifies a message; stable across flag changes and moves (JMAP Email id, IMAP EMAILID).
+pub type MessageId = u64;
+/// Identifies stored message bytes, shared by every copy of a message.
+pub type BlobId = u64;
+/// Identifies a conversation (JMAP Thread id, IMAP THREADID).
+pub type ThreadId = u64;
+/// An IMAP UID: strictly increasing within a mailbox, never reused (RFC 9051 §2.3.1.1).
+pub type Uid = u32;
+/// A point in an account's change log. Every committed change gets a larger one;
+/// IMAP uses it as MODSEQ (RFC 7162), JMAP as its state string.
+pub type ModSeq = u64;
+
+/// The IMAP system flags, as a bit set (keywords are kept apart as strings).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// No flags.
+    pub const NONE: Flags = Flags(0);
+    /// `\Seen` / JMAP `$seen`.
+    pub const SEEN: Flags = Flags(1);
+    /// `\Answered` / `$answered`.
+    pub const ANSWERED: Flags = Flags(2);
+    /// `\Flagged` / `$flagged`.
+    pub const FLAGGED: Flags = Flags(4);
+    /// `\Deleted`: marked for EXPUNGE (IMAP) or for removal on POP3 QUIT.
+    pub const DELETED: Flags = Flags(8);
+    /// `\Draft` / `$draft`.
+    pub const DRAFT: Flags = Flags(16);
+    const ALL: u8 = 31;
+
+    /// The raw bits, as stored.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+    /// Rebuilds flags from stored bits, ignoring unknown ones.
+    pub fn from_bits(bits: u8) -> Flags {
+        Flags(bits & Self::ALL)
+    }
+    /// True when every flag of `other` is set here.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// The flags set in either.
+    pub fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+    /// These flags without those of `other`.
+    pub fn difference(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+    /// True when no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// IMAP names of the set flags, in a fixed order.
+    pub fn imap_names(self) -> Vec<&'static str> {
+        [
+            (Self::SEEN, "\\Seen"),
+            (Self::ANSWERED, "\\Answered"),
+            (Self::FLAGGED, "\\Flagged"),
+            (Self::DELETED, "\\Deleted"),
+            (Self::DRAFT, "\\Draft"),
+        ]
+        .into_iter()
+        .filter(|(f, _)| self.contains(*f))
+        .map(|(_, n)| n)
+        .collect()
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Flags({})", self.imap_names().join(" "))
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        self.union(rhs)
+    }
+}
+
+/// What a mailbox is for (RFC 6154 SPECIAL-USE, RFC 8621 §2 roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Where new mail is delivered.
+    Inbox,
+    /// Copies of sent mail.
+    Sent,
+    /// Unfinished messages.
+    Drafts,
+    /// Deleted messages, before they are expunged.
+    Trash,
+    /// Spam.
+    Junk,
+    /// Archived messages.
+    Archive,
+    /// A virtual view of every message.
+    All,
+    /// A virtual view of flagged messages.
+    Flagged,
+    /// Important messages.
+    Important,
+}
+
+impl Role {
+    /// Roles a new account's mailboxes get, with their default names, in display order.
+    pub const DEFAULT_MAILBOXES: [(Role, &'static str); 6] = [
+        (Role::Inbox, "INBOX"),
+        (Role::Drafts, "Drafts"),
+        (Role::Sent, "Sent"),
+        (Role::Archive, "Archive"),
+        (Role::Junk, "Junk"),
+        (Role::Trash, "Trash"),
+    ];
+
+    /// The JMAP role name (lower case), also the stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Inbox => "inbox",
+            Role::Sent => "sent",
+            Role::Drafts => "drafts",
+            Role::Trash => "trash",
+            Role::Junk => "junk",
+            Role::Archive => "archive",
+            Role::All => "all",
+            Role::Flagged => "flagged",
+            Role::Important => "important",
+        }
+    }
+
+    /// Parses a stored or JMAP role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "inbox" => Role::Inbox,
+            "sent" => Role::Sent,
+            "drafts" => Role::Drafts,
+            "trash" => Role::Trash,
+            "junk" => Role::Junk,
+            "archive" => Role::Archive,
+            "all" => Role::All,
+            "flagged" => Role::Flagged,
+            "important" => Role::Important,
+            _ => return None,
+        })
+    }
+
+    /// The IMAP SPECIAL-USE attribute (RFC 6154), if the role has one.
+    pub fn special_use(self) -> Option<&'static str> {
+        Some(match self {
+            Role::Inbox => return None,
+            Role::Sent => "\\Sent",
+            Role::Drafts => "\\Drafts",
+            Role::Trash => "\\Trash",
+            Role::Junk => "\\Junk",
+            Role::Archive => "\\Archive",
+            Role::All => "\\All",
+            Role::Flagged => "\\Flagged",
+            Role::Important => "\\Important",
+        })
+    }
+}
+
+/// A mail account: a login with its own mailboxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Stable id.
+    pub id: AccountId,
+    /// The account's own address, which is also its login name.
+    pub address: Address,
+    /// PHC string of the password hash (argon2id); verified by the auth crate.
+    pub password_hash: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Storage quota in octets, if one is set.
+    pub quota: Option<u64>,
+}
+
+/// An account with its usage, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountUsage {
+    /// The account.
+    pub account: Account,
+    /// Messages over all mailboxes.
+    pub messages: u64,
+    /// Octets over all mailboxes.
+    pub size: u64,
+}
+
+/// Fields of a new account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Address and login name; must not exist as an account or alias.
+    pub address: Address,
+    /// Already-hashed password (never the password itself).
+    pub password_hash: String,
+    /// Optional quota in octets.
+    pub quota: Option<u64>,
+}
+
+/// An alias address and the addresses it delivers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The alias.
+    pub address: Address,
+    /// Where its mail goes (accounts or other aliases).
+    pub targets: Vec<Address>,
+}
+
+/// A mailbox (IMAP folder, JMAP Mailbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Stable id.
+    pub id: MailboxId,
+    /// Owner.
+    pub account_id: AccountId,
+    /// The containing mailbox, or `None` at the top level.
+    pub parent_id: Option<MailboxId>,
+    /// The name of this level only; the full IMAP name joins ancestors with `/`.
+    pub name: String,
+    /// Special use, if any.
+    pub role: Option<Role>,
+    /// RFC 9051 UIDVALIDITY: unique for every mailbox ever created in the store.
+    pub uid_validity: u32,
+    /// The UID the next message will get.
+    pub uid_next: Uid,
+    /// The largest MODSEQ of any change in this mailbox (RFC 7162 HIGHESTMODSEQ).
+    pub highest_modseq: ModSeq,
+    /// Number of messages.
+    pub total: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// Messages with `\Deleted`.
+    pub deleted: u32,
+    /// Sum of message sizes (RFC 8438 STATUS SIZE).
+    pub size: u64,
+    /// IMAP subscription.
+    pub subscribed: bool,
+    /// Display order hint (JMAP sortOrder).
+    pub sort_order: u32,
+}
+
+/// Where a delivered message should go in an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxTarget {
+    /// The mailbox with this role (falls back to INBOX when the account has none).
+    Role(Role),
+    /// A specific mailbox.
+    Id(MailboxId),
+}
+
+/// One recipient mailbox of a delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryTarget {
+    /// The receiving account.
+    pub account: AccountId,
+    /// The mailbox inside it.
+    pub mailbox: MailboxTarget,
+    /// Initial flags (e.g. `\Seen` for a copy of sent mail).
+    pub flags: Flags,
+    /// Initial keywords.
+    pub keywords: Vec<String>,
+}
+
+impl DeliveryTarget {
+    /// New mail for an account's INBOX.
+    pub fn inbox(account: AccountId) -> DeliveryTarget {
+        DeliveryTarget {
+            account,
+            mailbox: MailboxTarget::Role(Role::Inbox),
+            flags: Flags::NONE,
+            keywords: Vec::new(),
+        }
+    }
+}
+
+/// A message to store once and file into one or more mailboxes, all in one transaction.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The complete message as it will be served (trace headers included).
+    pub raw: Vec<u8>,
+    /// Its parsed metadata (see [`pochta_message::parse`]).
+    pub meta: MessageMeta,
+    /// Unix seconds; IMAP INTERNALDATE / JMAP receivedAt.
+    pub internal_date: i64,
+    /// Where it goes. Duplicate accounts are the caller's business.
+    pub targets: Vec<DeliveryTarget>,
+}
+
+/// Where one delivery target's copy landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// The account.
+    pub account: AccountId,
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// Its UID there.
+    pub uid: Uid,
+    /// The message id.
+    pub id: MessageId,
+    /// The change that created it.
+    pub modseq: ModSeq,
+}
+
+/// A message's index entry: everything but its bytes and parsed metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSummary {
+    /// Stable id.
+    pub id: MessageId,
+    /// The mailbox it is in.
+    pub mailbox_id: MailboxId,
+    /// UID in that mailbox.
+    pub uid: Uid,
+    /// Its bytes.
+    pub blob_id: BlobId,
+    /// Its conversation.
+    pub thread_id: ThreadId,
+    /// System flags.
+    pub flags: Flags,
+    /// Keywords (`$Forwarded`, `$Junk`, user words), in the spelling first stored.
+    pub keywords: Vec<String>,
+    /// Unix seconds.
+    pub internal_date: i64,
+    /// Octets.
+    pub size: u64,
+    /// The last change to this message.
+    pub modseq: ModSeq,
+}
+
+/// A message with its parsed metadata.
+#[derive(Debug, Clone)]
+pub struct MessageRecord {
+    /// The index entry.
+    pub summary: MessageSummary,
+    /// The metadata stored at delivery.
+    pub meta: MessageMeta,
+}
+
+/// How to change a set of messages' flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagChange {
+    /// Replace flags and keywords.
+    Set(Flags, Vec<String>),
+    /// Add these.
+    Add(Flags, Vec<String>),
+    /// Remove these.
+    Remove(Flags, Vec<String>),
+}
+
+/// What kind of object a change-log entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A message (JMAP Email).
+    Email,
+    /// A mailbox.
+    Mailbox,
+}
+
+/// What happened to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeOp {
+    /// It came into being.
+    Created,
+    /// Its flags, keywords, name or location changed.
+    Updated,
+    /// It is gone (expunged, deleted).
+    Destroyed,
+}
+
+/// One entry of an account's change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// When.
+    pub modseq: ModSeq,
+    /// About what.
+    pub kind: ObjectKind,
+    /// What happened.
+    pub op: ChangeOp,
+    /// Which object.
+    pub id: u64,
+    /// For messages: the mailbox it was in when the change happened.
+    pub mailbox_id: Option<MailboxId>,
+    /// For messages: its UID in that mailbox (for QRESYNC VANISHED).
+    pub uid: Option<Uid>,
+    /// For messages: its thread.
+    pub thread_id: Option<ThreadId>,
+}
+
+/// Changes of one kind since a state, folded per object as JMAP `/changes` wants them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The state these changes lead to.
+    pub new_state: ModSeq,
+    /// True when more changes exist past `new_state` (the caller asked for fewer).
+    pub has_more: bool,
+    /// Objects created since (and not destroyed again).
+    pub created: Vec<u64>,
+    /// Objects that existed before and changed.
+    pub updated: Vec<u64>,
+    /// Objects that existed before and are gone.
+    pub destroyed: Vec<u64>,
+}
+
+/// Result of looking up where an address delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The address reaches these accounts (deduplicated, never empty).
+    Accounts(Vec<AccountId>),
+    /// No account or alias has this address.
+    Unknown,
+}

@@ -1,0 +1,595 @@
+//! Behaviour of the embedded store through the `Store` trait.
+
+use std::sync::Arc;
+
+use pochta_addr::Address;
+use pochta_store::*;
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+async fn account(store: &SqliteStore, a: &str) -> Account {
+    store
+        .create_account(NewAccount {
+            address: addr(a),
+            password_hash: "$argon2id$dummy".into(),
+            quota: None,
+        })
+        .await
+        .unwrap()
+}
+
+fn message(subject: &str, extra: &str) -> Vec<u8> {
+    format!("From: a@remote.example\r\nSubject: {subject}\r\n{extra}\r\nbody of {subject}\r\n")
+        .into_bytes()
+}
+
+fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
+    Delivery {
+        meta: pochta_message::parse(&raw),
+        raw,
+        internal_date: 1_700_000_000,
+        targets,
+    }
+}
+
+async fn inbox(store: &SqliteStore, account: AccountId) -> Mailbox {
+    store
+        .mailboxes(account)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Some(Role::Inbox))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn new_accounts_get_the_special_use_mailboxes() {
+    let (_d, store) = open();
+    let a = account(&store, "Alice@Example.com").await;
+    assert_eq!(a.address.key(), "alice@example.com");
+    let boxes = store.mailboxes(a.id).await.unwrap();
+    let names: Vec<(&str, Option<Role>)> =
+        boxes.iter().map(|m| (m.name.as_str(), m.role)).collect();
+    assert_eq!(
+        names,
+        [
+            ("INBOX", Some(Role::Inbox)),
+            ("Drafts", Some(Role::Drafts)),
+            ("Sent", Some(Role::Sent)),
+            ("Archive", Some(Role::Archive)),
+            ("Junk", Some(Role::Junk)),
+            ("Trash", Some(Role::Trash)),
+        ]
+    );
+    let mut validities: Vec<u32> = boxes.iter().map(|m| m.uid_validity).collect();
+    validities.sort();
+    validities.dedup();
+    assert_eq!(
+        validities.len(),
+        6,
+        "every mailbox gets its own UIDVALIDITY"
+    );
+    assert!(boxes.iter().all(|m| m.uid_next == 1 && m.total == 0));
+}
+
+#[tokio::test]
+async fn accounts_and_aliases_do_not_collide() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let dup = store
+        .create_account(NewAccount {
+            address: addr("ALICE@example.com"),
+            password_hash: "x".into(),
+            quota: None,
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::AlreadyExists(_))));
+    store
+        .add_alias(Alias {
+            address: addr("info@example.com"),
+            targets: vec![addr("alice@example.com")],
+        })
+        .await
+        .unwrap();
+    let clash = store
+        .create_account(NewAccount {
+            address: addr("info@example.com"),
+            password_hash: "x".into(),
+            quota: None,
+        })
+        .await;
+    assert!(matches!(clash, Err(StoreError::AlreadyExists(_))));
+    let clash = store
+        .add_alias(Alias {
+            address: addr("alice@example.com"),
+            targets: vec![addr("bob@example.com")],
+        })
+        .await;
+    assert!(matches!(clash, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(
+        store.resolve(&addr("Info@Example.com")).await.unwrap(),
+        Resolution::Accounts(vec![a.id])
+    );
+}
+
+#[tokio::test]
+async fn resolution_follows_aliases_details_and_survives_loops() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let b = account(&store, "bob@example.com").await;
+    for (alias, targets) in [
+        (
+            "team@example.com",
+            vec!["alice@example.com", "sales@example.com"],
+        ),
+        (
+            "sales@example.com",
+            vec!["bob@example.com", "team@example.com"],
+        ),
+        ("loop1@example.com", vec!["loop2@example.com"]),
+        ("loop2@example.com", vec!["loop1@example.com"]),
+    ] {
+        store
+            .add_alias(Alias {
+                address: addr(alias),
+                targets: targets.into_iter().map(addr).collect(),
+            })
+            .await
+            .unwrap();
+    }
+    let team = store.resolve(&addr("team@example.com")).await.unwrap();
+    assert_eq!(team, Resolution::Accounts(vec![a.id, b.id]));
+    assert_eq!(
+        store
+            .resolve(&addr("alice+lists@example.com"))
+            .await
+            .unwrap(),
+        Resolution::Accounts(vec![a.id])
+    );
+    assert_eq!(
+        store.resolve(&addr("loop1@example.com")).await.unwrap(),
+        Resolution::Unknown
+    );
+    assert_eq!(
+        store.resolve(&addr("nobody@example.com")).await.unwrap(),
+        Resolution::Unknown
+    );
+    let aliases = store.aliases().await.unwrap();
+    assert_eq!(aliases.len(), 4);
+    assert_eq!(aliases[3].address.key(), "team@example.com");
+    assert_eq!(aliases[3].targets.len(), 2);
+    store.delete_alias(&addr("team@example.com")).await.unwrap();
+    assert!(matches!(
+        store.delete_alias(&addr("team@example.com")).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn one_delivery_one_blob_many_mailboxes() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let b = account(&store, "bob@example.com").await;
+    let raw = message("hello", "Message-ID: <m1@remote.example>\r\n");
+    let out = store
+        .deliver(delivery(
+            raw.clone(),
+            vec![DeliveryTarget::inbox(a.id), DeliveryTarget::inbox(b.id)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].uid, out[1].uid), (1, 1));
+    let ma = store.message(a.id, out[0].id).await.unwrap().unwrap();
+    let mb = store.message(b.id, out[1].id).await.unwrap().unwrap();
+    assert_eq!(ma.summary.blob_id, mb.summary.blob_id, "stored once");
+    assert_eq!(
+        store.read_blob(a.id, ma.summary.blob_id).await.unwrap(),
+        raw
+    );
+    assert_eq!(ma.meta.subject.as_deref(), Some("hello"));
+    assert_eq!(ma.summary.size, raw.len() as u64);
+    let ia = inbox(&store, a.id).await;
+    assert_eq!(
+        (ia.total, ia.unseen, ia.uid_next, ia.size),
+        (1, 1, 2, raw.len() as u64)
+    );
+    assert_eq!(ia.highest_modseq, out[0].modseq);
+}
+
+#[tokio::test]
+async fn uids_grow_and_ids_are_never_reused() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let mut last = None;
+    for i in 0..3 {
+        let out = store
+            .deliver(delivery(
+                message(&format!("m{i}"), ""),
+                vec![DeliveryTarget::inbox(a.id)],
+            ))
+            .await
+            .unwrap();
+        last = Some(out[0]);
+        assert_eq!(out[0].uid, i + 1);
+    }
+    let last = last.unwrap();
+    store.expunge(a.id, &[last.id]).await.unwrap();
+    let next = store
+        .deliver(delivery(
+            message("after", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    assert_eq!(next.uid, 4, "the expunged UID 3 is not reused");
+    assert!(next.id > last.id, "message ids are not reused either");
+}
+
+#[tokio::test]
+async fn flags_counters_and_the_change_log_agree() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let s0 = store.state(a.id).await.unwrap();
+    let d1 = store
+        .deliver(delivery(
+            message("one", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let d2 = store
+        .deliver(delivery(
+            message("two", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let s1 = store.state(a.id).await.unwrap();
+    let ch = store
+        .changes(a.id, ObjectKind::Email, s0, 100)
+        .await
+        .unwrap();
+    assert_eq!(ch.created, vec![d1.id, d2.id]);
+    assert!(ch.updated.is_empty() && ch.destroyed.is_empty());
+    assert_eq!(ch.new_state, s1);
+
+    let s2 = store
+        .update_flags(
+            a.id,
+            &[d1.id],
+            FlagChange::Add(Flags::SEEN | Flags::FLAGGED, vec!["$Forwarded".into()]),
+        )
+        .await
+        .unwrap();
+    let unchanged = store
+        .update_flags(
+            a.id,
+            &[d1.id],
+            FlagChange::Add(Flags::SEEN, vec!["$forwarded".into()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s2, unchanged, "a no-op change does not advance the state");
+    let m = store.message(a.id, d1.id).await.unwrap().unwrap().summary;
+    assert!(m.flags.contains(Flags::SEEN) && m.flags.contains(Flags::FLAGGED));
+    assert_eq!(m.keywords, vec!["$Forwarded".to_string()]);
+    assert_eq!(m.modseq, s2);
+    let ib = inbox(&store, a.id).await;
+    assert_eq!((ib.total, ib.unseen), (2, 1));
+
+    store
+        .update_flags(a.id, &[d2.id], FlagChange::Set(Flags::DELETED, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(inbox(&store, a.id).await.deleted, 1);
+    let s3 = store.expunge(a.id, &[d2.id]).await.unwrap();
+    let ib = inbox(&store, a.id).await;
+    assert_eq!((ib.total, ib.unseen, ib.deleted), (1, 0, 0));
+    assert_eq!(ib.highest_modseq, s3);
+
+    let ch = store
+        .changes(a.id, ObjectKind::Email, s1, 100)
+        .await
+        .unwrap();
+    assert_eq!(ch.updated, vec![d1.id]);
+    assert_eq!(ch.destroyed, vec![d2.id]);
+    let ch = store
+        .changes(a.id, ObjectKind::Email, s0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        ch.created,
+        vec![d1.id],
+        "created then destroyed is not reported"
+    );
+    let log = store.change_log(a.id, s1, 100).await.unwrap();
+    let gone = log.iter().find(|c| c.op == ChangeOp::Destroyed).unwrap();
+    assert_eq!((gone.mailbox_id, gone.uid), (Some(ib.id), Some(d2.uid)));
+    let err = store.changes(a.id, ObjectKind::Email, s3 + 10, 100).await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn changes_are_paged_at_change_boundaries() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let s0 = store.state(a.id).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            store
+                .deliver(delivery(
+                    message(&format!("p{i}"), ""),
+                    vec![DeliveryTarget::inbox(a.id)],
+                ))
+                .await
+                .unwrap()[0]
+                .id,
+        );
+    }
+    let page = store.changes(a.id, ObjectKind::Email, s0, 2).await.unwrap();
+    assert_eq!(page.created, ids[..2]);
+    assert!(page.has_more);
+    let rest = store
+        .changes(a.id, ObjectKind::Email, page.new_state, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.created, ids[2..]);
+    assert!(!rest.has_more);
+}
+
+#[tokio::test]
+async fn blobs_are_private_to_their_accounts() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let b = account(&store, "bob@example.com").await;
+    let d = store
+        .deliver(delivery(
+            message("secret", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let m = store.message(a.id, d.id).await.unwrap().unwrap();
+    assert!(matches!(
+        store.read_blob(b.id, m.summary.blob_id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.message(b.id, d.id).await.unwrap().is_none());
+    assert!(store.messages(b.id, d.mailbox).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expunging_the_last_copy_frees_the_blob() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let b = account(&store, "bob@example.com").await;
+    let out = store
+        .deliver(delivery(
+            message("shared", ""),
+            vec![DeliveryTarget::inbox(a.id), DeliveryTarget::inbox(b.id)],
+        ))
+        .await
+        .unwrap();
+    let blob = store
+        .message(a.id, out[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .summary
+        .blob_id;
+    store.expunge(a.id, &[out[0].id]).await.unwrap();
+    assert!(
+        store.read_blob(b.id, blob).await.is_ok(),
+        "bob's copy still needs it"
+    );
+    store
+        .delete_account(&addr("bob@example.com"))
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn threads_follow_references() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let first = store
+        .deliver(delivery(
+            message("start", "Message-ID: <root@x>\r\n"),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let reply = store
+        .deliver(delivery(
+            message(
+                "Re: start",
+                "Message-ID: <r1@x>\r\nIn-Reply-To: <root@x>\r\nReferences: <root@x>\r\n",
+            ),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let other = store
+        .deliver(delivery(
+            message("other", "Message-ID: <o@x>\r\n"),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let t = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .message(a.id, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .summary
+                .thread_id
+        }
+    };
+    assert_eq!(t(first.id).await, t(reply.id).await);
+    assert_ne!(t(first.id).await, t(other.id).await);
+}
+
+#[tokio::test]
+async fn subscribers_are_woken_after_commit() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let mut rx = store.subscribe(a.id);
+    let d = store
+        .deliver(delivery(
+            message("ping", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    rx.changed().await.unwrap();
+    let seen = *rx.borrow();
+    assert_eq!(seen, d.modseq);
+    // What the subscriber is told is already readable.
+    assert!(store.message(a.id, d.id).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_all_commit_with_unique_uids() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .deliver(delivery(
+                    message(&format!("c{i}"), ""),
+                    vec![DeliveryTarget::inbox(a.id)],
+                ))
+                .await
+                .unwrap()[0]
+                .uid
+        }));
+    }
+    let mut uids = Vec::new();
+    for t in tasks {
+        uids.push(t.await.unwrap());
+    }
+    uids.sort();
+    assert_eq!(uids, (1..=200).collect::<Vec<u32>>());
+    let ib = inbox(&store, a.id).await;
+    assert_eq!(ib.total, 200);
+}
+
+#[tokio::test]
+async fn a_failing_job_does_not_undo_its_batch_neighbours() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let (ok, bad) = tokio::join!(
+        store.deliver(delivery(
+            message("good", ""),
+            vec![DeliveryTarget::inbox(a.id)]
+        )),
+        store.deliver(delivery(
+            message("bad", ""),
+            vec![DeliveryTarget {
+                mailbox: MailboxTarget::Id(999_999),
+                ..DeliveryTarget::inbox(a.id)
+            }]
+        )),
+    );
+    assert!(ok.is_ok());
+    assert!(matches!(bad, Err(StoreError::NotFound(_))));
+    assert_eq!(inbox(&store, a.id).await.total, 1);
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let blobs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blobs, 1, "the failed delivery's blob was rolled back");
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, raw) = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = account(&store, "alice@example.com").await;
+        let raw = message("persist", "");
+        store
+            .deliver(delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)]))
+            .await
+            .unwrap();
+        (a.id, raw)
+    };
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let ib = inbox(&store, id).await;
+    let msgs = store.messages(id, ib.id).await.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(store.read_blob(id, msgs[0].blob_id).await.unwrap(), raw);
+}
+
+#[tokio::test]
+async fn readers_are_not_blocked_by_an_open_write_transaction() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    // Another process (or a long delivery) holds the write lock...
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; UPDATE accounts SET quota = 1;")
+        .unwrap();
+    // ...and reads still answer from the last committed snapshot.
+    let boxes = tokio::time::timeout(std::time::Duration::from_secs(5), store.mailboxes(a.id))
+        .await
+        .expect("read was blocked by the writer")
+        .unwrap();
+    assert_eq!(boxes.len(), 6);
+    assert_eq!(
+        store.account_by_id(a.id).await.unwrap().unwrap().quota,
+        None
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+}
+
+#[tokio::test]
+async fn mailbox_names_are_checked() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    for bad in ["", "a/b", "tab\there"] {
+        assert!(matches!(
+            store.create_mailbox(a.id, None, bad, None).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    let p = store
+        .create_mailbox(a.id, None, "Projects", None)
+        .await
+        .unwrap();
+    let c = store
+        .create_mailbox(a.id, Some(p.id), "pochta", None)
+        .await
+        .unwrap();
+    assert_eq!(c.parent_id, Some(p.id));
+    assert!(matches!(
+        store.create_mailbox(a.id, None, "Projects", None).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let ch = store
+        .changes(a.id, ObjectKind::Mailbox, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(ch.created.len(), 8);
+}
