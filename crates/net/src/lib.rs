@@ -1,0 +1,16 @@
+//! Network plumbing shared by every protocol server: TLS, the stream type that
+//! switches from clear text to TLS (STARTTLS), connection limits, and the accept
+//! loop with graceful shutdown.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+mod limits;
+mod listen;
+pub mod tls;
+
+pub use conn::{Conn, TlsDetails};
+pub use limits::{ConnGuard, ConnLimiter, LimitExceeded};
+pub use listen::{AcceptOptions, accept_loop};
+pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;
