@@ -1,1 +1,479 @@
-//! Placeholder.
+//! Local delivery: putting a received message into the recipients' mailboxes.
+//!
+//! This is the transfer agent's third job from the mission. Protocol front-ends
+//! (SMTP today; JMAP EmailSubmission and the relay queue later) ask it two
+//! questions while a transaction is open — is this recipient ours, may this user
+//! send as this address — and hand it the finished message. It adds the trace
+//! headers (RFC 5321 §4.4), completes submitted messages (RFC 6409 §8), resolves
+//! aliases and files one copy for every account in one durable store transaction.
+
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use pochta_addr::{Address, Domain};
+use pochta_store::{Delivery, DeliveryTarget, Resolution, Store, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+/// Messages larger than this are parsed on a blocking thread, so that a big
+/// attachment does not stall the async workers.
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+/// Whether a recipient can be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// A local account or alias.
+    Local,
+    /// A local domain, but nobody by that name.
+    UnknownUser,
+    /// Not one of our domains.
+    NotLocal,
+    /// The directory could not be asked; try again later.
+    TempFail,
+}
+
+/// Who handed us the message and how, for the Received header.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The EHLO/HELO name.
+    pub helo: Option<String>,
+    /// The client's address.
+    pub peer: Option<IpAddr>,
+    /// `ESMTP`, `SMTP`, `UTF8SMTP` …; `S`/`A` suffixes are added here (RFC 3848).
+    pub protocol: &'static str,
+    /// TLS version and cipher, if encrypted.
+    pub tls: Option<(String, String)>,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+}
+
+/// A message ready for local delivery.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The envelope sender (`None` for `<>`).
+    pub mail_from: Option<Address>,
+    /// Accepted recipients.
+    pub recipients: Vec<Address>,
+    /// The message as received.
+    pub body: Vec<u8>,
+    /// How it arrived.
+    pub trace: Trace,
+    /// True for submission: add Message-ID and Date when missing (RFC 6409 §8).
+    pub submission: bool,
+}
+
+/// The outcome of a delivery.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Our id for this message, also in its Received header and the logs.
+    pub id: String,
+    /// Size as stored, with our headers.
+    pub size: usize,
+    /// Accounts that got a copy.
+    pub accounts: usize,
+    /// The Message-ID header, if the message has one.
+    pub message_id: Option<String>,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// None of the recipients exists any more.
+    #[error("no recipient could be resolved")]
+    NoRecipients,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Delivers into the local store.
+pub struct LocalDelivery {
+    store: Arc<dyn Store>,
+    hostname: String,
+    domains: Vec<Domain>,
+}
+
+impl LocalDelivery {
+    /// Delivery into `store` for `domains`, naming us `hostname` in trace headers.
+    pub fn new(store: Arc<dyn Store>, hostname: String, domains: Vec<Domain>) -> LocalDelivery {
+        LocalDelivery {
+            store,
+            hostname,
+            domains,
+        }
+    }
+
+    /// True for one of our domains. Address literals never are.
+    pub fn is_local_domain(&self, domain: &Domain) -> bool {
+        !domain.is_literal() && self.domains.contains(domain)
+    }
+
+    /// Can mail for `address` be accepted here?
+    pub async fn check_recipient(&self, address: &Address) -> RecipientCheck {
+        if !self.is_local_domain(address.domain()) {
+            return RecipientCheck::NotLocal;
+        }
+        match self.store.resolve(address).await {
+            Ok(Resolution::Accounts(_)) => RecipientCheck::Local,
+            Ok(Resolution::Unknown) => RecipientCheck::UnknownUser,
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient lookup failed");
+                RecipientCheck::TempFail
+            }
+        }
+    }
+
+    /// May the account `user` (its address) send with `sender` as envelope sender?
+    /// Yes for its own address and any alias (or `+detail` form) that reaches it.
+    pub async fn may_send_as(
+        &self,
+        user: &str,
+        sender: Option<&Address>,
+    ) -> Result<bool, StoreError> {
+        let Some(sender) = sender else {
+            return Ok(false);
+        };
+        let Ok(user) = Address::parse(user) else {
+            return Ok(false);
+        };
+        if !self.is_local_domain(sender.domain()) {
+            return Ok(false);
+        }
+        let Some(account) = self.store.account(&user).await? else {
+            return Ok(false);
+        };
+        Ok(match self.store.resolve(sender).await? {
+            Resolution::Accounts(ids) => ids.contains(&account.id),
+            Resolution::Unknown => false,
+        })
+    }
+
+    /// Adds the trace headers and files the message for every recipient's account,
+    /// in one durable transaction. Returns once it is committed.
+    pub async fn deliver(&self, msg: Incoming) -> Result<Delivered, DeliveryError> {
+        let id = new_id();
+        let now = OffsetDateTime::now_utc();
+        let mut targets: Vec<DeliveryTarget> = Vec::new();
+        for rcpt in &msg.recipients {
+            match self.store.resolve(rcpt).await? {
+                Resolution::Accounts(ids) => {
+                    for account in ids {
+                        if !targets.iter().any(|t| t.account == account) {
+                            targets.push(DeliveryTarget::inbox(account));
+                        }
+                    }
+                }
+                Resolution::Unknown => {
+                    // Deleted between RCPT and the end of DATA.
+                    tracing::warn!(recipient = %rcpt, "recipient vanished before delivery");
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Err(DeliveryError::NoRecipients);
+        }
+        let raw = self.with_headers(&msg, &id, now);
+        let meta = if raw.len() > PARSE_INLINE_MAX {
+            let copy = raw.clone();
+            tokio::task::spawn_blocking(move || pochta_message::parse(&copy))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("parser task failed: {e}")))?
+        } else {
+            pochta_message::parse(&raw)
+        };
+        let message_id = meta.message_id.clone();
+        let size = raw.len();
+        let accounts = targets.len();
+        self.store
+            .deliver(Delivery {
+                raw,
+                meta,
+                internal_date: now.unix_timestamp(),
+                targets,
+            })
+            .await?;
+        Ok(Delivered {
+            id,
+            size,
+            accounts,
+            message_id,
+        })
+    }
+
+    /// The message with Return-Path and Received prepended (and, for submission,
+    /// Message-ID and Date when missing).
+    fn with_headers(&self, msg: &Incoming, id: &str, now: OffsetDateTime) -> Vec<u8> {
+        let date = now.format(&Rfc2822).unwrap_or_default();
+        let mut h = String::with_capacity(512);
+        let from = msg
+            .mail_from
+            .as_ref()
+            .map(Address::to_smtp)
+            .unwrap_or_default();
+        h.push_str(&format!("Return-Path: <{from}>\r\n"));
+        h.push_str(&self.received(msg, id, &date));
+        if msg.submission {
+            if pochta_message::find_header(&msg.body, "Message-ID").is_none() {
+                h.push_str(&format!(
+                    "Message-ID: <{id}.{}@{}>\r\n",
+                    now.unix_timestamp(),
+                    self.hostname
+                ));
+            }
+            if pochta_message::find_header(&msg.body, "Date").is_none() {
+                h.push_str(&format!("Date: {date}\r\n"));
+            }
+        }
+        let mut raw = Vec::with_capacity(h.len() + msg.body.len());
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&msg.body);
+        raw
+    }
+
+    /// RFC 5321 §4.4 time stamp line, with RFC 3848 protocol names.
+    fn received(&self, msg: &Incoming, id: &str, date: &str) -> String {
+        let t = &msg.trace;
+        let helo = clean(t.helo.as_deref().unwrap_or("unknown"));
+        let peer = match t.peer {
+            Some(IpAddr::V4(ip)) => format!("[{ip}]"),
+            Some(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+            None => "[unknown]".into(),
+        };
+        let mut with = t.protocol.to_string();
+        if t.tls.is_some() {
+            with.push('S');
+        }
+        if t.user.is_some() {
+            with.push('A');
+        }
+        let mut s = format!(
+            "Received: from {helo} ({peer})\r\n\tby {} (pochta) with {with} id {id}",
+            self.hostname
+        );
+        if let Some((version, cipher)) = &t.tls {
+            s.push_str(&format!(
+                "\r\n\t(version={} cipher={})",
+                clean(version),
+                clean(cipher)
+            ));
+        }
+        if let Some(user) = &t.user {
+            s.push_str(&format!("\r\n\t(authenticated as {})", clean(user)));
+        }
+        // Name the recipient only when there is one: listing several would
+        // disclose Bcc recipients to each other.
+        if let [only] = msg.recipients.as_slice() {
+            s.push_str(&format!("\r\n\tfor <{}>", only.to_smtp()));
+        }
+        s.push_str(&format!(";\r\n\t{date}\r\n"));
+        s
+    }
+}
+
+/// Keeps client-supplied text from breaking the header: printable ASCII and
+/// UTF-8 only, no parentheses that would unbalance the comment, bounded length.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && *c != '(' && *c != ')')
+        .take(255)
+        .collect()
+}
+
+/// A short random id for a delivered message (hex, 16 digits).
+pub fn new_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pochta_store::{Alias, NewAccount, SqliteStore};
+
+    async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, LocalDelivery) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        for a in ["alice@example.com", "bob@example.com"] {
+            store
+                .create_account(NewAccount {
+                    address: Address::parse(a).unwrap(),
+                    password_hash: "x".into(),
+                    quota: None,
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .add_alias(Alias {
+                address: Address::parse("team@example.com").unwrap(),
+                targets: vec![
+                    Address::parse("alice@example.com").unwrap(),
+                    Address::parse("bob@example.com").unwrap(),
+                ],
+            })
+            .await
+            .unwrap();
+        let d = LocalDelivery::new(
+            store.clone(),
+            "mx.example.com".into(),
+            vec![Domain::parse("example.com").unwrap()],
+        );
+        (dir, store, d)
+    }
+
+    fn a(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn recipient_checks() {
+        let (_d, _s, d) = setup().await;
+        assert_eq!(
+            d.check_recipient(&a("ALICE@example.com")).await,
+            RecipientCheck::Local
+        );
+        assert_eq!(
+            d.check_recipient(&a("team@example.com")).await,
+            RecipientCheck::Local
+        );
+        assert_eq!(
+            d.check_recipient(&a("bob+x@example.com")).await,
+            RecipientCheck::Local
+        );
+        assert_eq!(
+            d.check_recipient(&a("carol@example.com")).await,
+            RecipientCheck::UnknownUser
+        );
+        assert_eq!(
+            d.check_recipient(&a("alice@example.net")).await,
+            RecipientCheck::NotLocal
+        );
+        assert_eq!(
+            d.check_recipient(&a("alice@[127.0.0.1]")).await,
+            RecipientCheck::NotLocal
+        );
+    }
+
+    #[tokio::test]
+    async fn senders_own_their_addresses_and_aliases() {
+        let (_d, _s, d) = setup().await;
+        let user = "alice@example.com";
+        assert!(
+            d.may_send_as(user, Some(&a("alice@example.com")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            d.may_send_as(user, Some(&a("Alice+news@Example.com")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            d.may_send_as(user, Some(&a("team@example.com")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !d.may_send_as(user, Some(&a("bob@example.com")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !d.may_send_as(user, Some(&a("alice@example.net")))
+                .await
+                .unwrap()
+        );
+        assert!(!d.may_send_as(user, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn delivery_adds_trace_headers_and_dedupes_accounts() {
+        let (_d, store, d) = setup().await;
+        let body = b"Subject: hi\r\n\r\nhello\r\n".to_vec();
+        let out = d
+            .deliver(Incoming {
+                mail_from: Some(a("x@remote.example")),
+                recipients: vec![a("team@example.com"), a("alice@example.com")],
+                body: body.clone(),
+                trace: Trace {
+                    helo: Some("client.remote.example".into()),
+                    peer: Some("192.0.2.7".parse().unwrap()),
+                    protocol: "ESMTP",
+                    tls: Some(("TLSv1.3".into(), "TLS13_AES_128_GCM_SHA256".into())),
+                    user: None,
+                },
+                submission: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.accounts, 2, "alice once, bob once");
+        let alice = store
+            .account(&a("alice@example.com"))
+            .await
+            .unwrap()
+            .unwrap();
+        let inbox = store.mailboxes(alice.id).await.unwrap()[0].clone();
+        let msgs = store.messages(alice.id, inbox.id).await.unwrap();
+        assert_eq!(msgs.len(), 1);
+        let raw = store.read_blob(alice.id, msgs[0].blob_id).await.unwrap();
+        let text = String::from_utf8(raw.clone()).unwrap();
+        assert!(text.starts_with("Return-Path: <x@remote.example>\r\nReceived: from client.remote.example ([192.0.2.7])\r\n\tby mx.example.com (pochta) with ESMTPS id "), "{text}");
+        assert!(text.contains("(version=TLSv1.3 cipher=TLS13_AES_128_GCM_SHA256)"));
+        assert!(!text.contains("for <"), "two recipients: none named");
+        assert!(raw.ends_with(&body), "the message itself is untouched");
+        assert!(!text.contains("Message-ID:"), "MX does not add Message-ID");
+    }
+
+    #[tokio::test]
+    async fn submission_completes_message_id_and_date() {
+        let (_d, store, d) = setup().await;
+        d.deliver(Incoming {
+            mail_from: Some(a("alice@example.com")),
+            recipients: vec![a("bob@example.com")],
+            body: b"Subject: s\r\n\r\nx\r\n".to_vec(),
+            trace: Trace {
+                helo: Some("laptop (evil)\r\nX-Injected: 1".into()),
+                peer: Some("::1".parse().unwrap()),
+                protocol: "ESMTP",
+                tls: None,
+                user: Some("alice@example.com".into()),
+            },
+            submission: true,
+        })
+        .await
+        .unwrap();
+        let bob = store.account(&a("bob@example.com")).await.unwrap().unwrap();
+        let inbox = store.mailboxes(bob.id).await.unwrap()[0].clone();
+        let m = &store.messages(bob.id, inbox.id).await.unwrap()[0];
+        let text = String::from_utf8(store.read_blob(bob.id, m.blob_id).await.unwrap()).unwrap();
+        assert!(text.contains("with ESMTPA id"), "{text}");
+        assert!(text.contains("([IPv6:::1])"));
+        assert!(text.contains("(authenticated as alice@example.com)"));
+        assert!(text.contains("\tfor <bob@example.com>;"));
+        assert!(text.contains("\r\nMessage-ID: <"));
+        assert!(text.contains("\r\nDate: "));
+        assert!(
+            !text.contains("\r\nX-Injected"),
+            "HELO text cannot add headers: {text}"
+        );
+        let meta = store.message(bob.id, m.id).await.unwrap().unwrap().meta;
+        assert!(meta.message_id.unwrap().ends_with("@mx.example.com"));
+    }
+
+    #[tokio::test]
+    async fn vanished_recipients_are_skipped() {
+        let (_d, store, d) = setup().await;
+        store.delete_account(&a("bob@example.com")).await.unwrap();
+        let err = d
+            .deliver(Incoming {
+                mail_from: None,
+                recipients: vec![a("bob@example.com")],
+                body: b"x\r\n".to_vec(),
+                trace: Trace::default(),
+                submission: false,
+            })
+            .await;
+        assert!(matches!(err, Err(DeliveryError::NoRecipients)));
+    }
+}
