@@ -9,7 +9,7 @@ mod limits;
 mod listen;
 pub mod tls;
 
-pub use conn::{Conn, TlsDetails};
+pub use conn::{Conn, TlsDetails, acceptor};
 pub use limits::{ConnGuard, ConnLimiter, LimitExceeded};
 pub use listen::{AcceptOptions, accept_loop};
 pub use tokio_util::sync::CancellationToken;

@@ -1,1 +1,423 @@
-//! Placeholder.
+//! The SMTP server: runs [`pochta_proto_smtp::Session`] over a socket.
+//!
+//! Everything SMTP means lives in the session state machine; this driver only
+//! moves bytes, enforces timeouts, performs the TLS handshake, and answers the
+//! session's questions from the directory, the authenticator and local delivery.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pochta_addr::Address;
+use pochta_auth::{AuthError, Authenticator};
+use pochta_delivery::{DeliveryError, Incoming, LocalDelivery, RecipientCheck, Trace};
+use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded};
+use pochta_proto_smtp::{
+    Action, AuthVerdict, DeliveryVerdict, Mode, RcptVerdict, Reply, SenderVerdict, Session,
+    SessionConfig, TlsInfo, Transaction,
+};
+use pochta_store::StoreError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+/// Bytes read from the socket at a time. Small enough that thousands of idle
+/// connections stay cheap; the session buffers whole lines as needed.
+const READ_CHUNK: usize = 16 * 1024;
+/// Longest TLS handshake we wait for.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings the SMTP server needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Our host name.
+    pub hostname: String,
+    /// Largest message, in octets.
+    pub max_message_size: usize,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Longest line.
+    pub max_line_length: usize,
+    /// Error replies before the session is closed.
+    pub max_errors: u32,
+    /// Idle time allowed between commands.
+    pub command_timeout: Duration,
+    /// Idle time allowed while a message body is arriving.
+    pub data_timeout: Duration,
+    /// Where `<postmaster>` goes.
+    pub postmaster: Address,
+}
+
+/// Shared state of all SMTP listeners.
+pub struct SmtpServer {
+    settings: SmtpSettings,
+    delivery: Arc<LocalDelivery>,
+    auth: Arc<Authenticator>,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Port 25 (MX).
+    Mx,
+    /// Port 587 (submission, STARTTLS).
+    Submission,
+    /// Port 465 (submission, implicit TLS, RFC 8314).
+    Submissions,
+}
+
+impl Listener {
+    /// Name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Mx => "smtp",
+            Listener::Submission => "submission",
+            Listener::Submissions => "submissions",
+        }
+    }
+}
+
+/// The reply written to connections over the limits (RFC 5321 §3.8: 421 and close).
+pub fn refusal(limit: LimitExceeded) -> Vec<u8> {
+    let text = match limit {
+        LimitExceeded::PerIp => "Too many connections from your address, try again later",
+        LimitExceeded::Total => "Too many connections, try again later",
+    };
+    let mut out = Vec::new();
+    Reply::new(421, "4.7.0", text).write_to(&mut out);
+    out
+}
+
+impl SmtpServer {
+    /// A server delivering through `delivery`, checking logins with `auth`, and
+    /// offering TLS when `tls` is given.
+    pub fn new(
+        settings: SmtpSettings,
+        delivery: Arc<LocalDelivery>,
+        auth: Arc<Authenticator>,
+        tls: Option<TlsAcceptor>,
+    ) -> Arc<SmtpServer> {
+        Arc::new(SmtpServer {
+            settings,
+            delivery,
+            auth,
+            tls,
+        })
+    }
+
+    /// Serves one connection until it closes.
+    pub async fn handle(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        listener: Listener,
+        shutdown: CancellationToken,
+        _slot: ConnGuard,
+    ) {
+        let sid = pochta_delivery::new_id();
+        let span =
+            tracing::info_span!("smtp", sid = %sid, peer = %peer, listener = listener.name());
+        self.run(tcp, peer, listener, shutdown)
+            .instrument(span)
+            .await;
+    }
+
+    async fn run(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        listener: Listener,
+        shutdown: CancellationToken,
+    ) {
+        let mut conn = Conn::Plain(tcp);
+        if listener == Listener::Submissions {
+            let Some(acceptor) = &self.tls else {
+                tracing::error!("submissions listener without TLS");
+                return;
+            };
+            conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(acceptor)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!("TLS handshake timed out");
+                    return;
+                }
+            };
+        }
+        let cfg = SessionConfig {
+            hostname: self.settings.hostname.clone(),
+            mode: if listener == Listener::Mx {
+                Mode::Mx
+            } else {
+                Mode::Submission
+            },
+            max_message_size: self.settings.max_message_size,
+            max_recipients: self.settings.max_recipients,
+            max_line_length: self.settings.max_line_length,
+            max_errors: self.settings.max_errors,
+            starttls: self.tls.is_some(),
+            postmaster: self.settings.postmaster.clone(),
+        };
+        let tls_info = conn.tls_details().map(|d| TlsInfo {
+            version: d.version,
+            cipher: d.cipher,
+        });
+        let mut session = Session::new(cfg, tls_info);
+        let started = std::time::Instant::now();
+        let end = self
+            .drive(&mut conn, &mut session, peer, listener, &shutdown)
+            .await;
+        let stats = session.stats();
+        tracing::info!(
+            helo = session.helo().unwrap_or(""),
+            tls = session.tls().map(|t| t.version.as_str()).unwrap_or("no"),
+            user = session.user().unwrap_or(""),
+            messages = stats.messages,
+            recipients = stats.recipients,
+            errors = stats.errors,
+            secs = started.elapsed().as_secs_f32(),
+            end,
+            "connection closed"
+        );
+    }
+
+    /// The driver loop. Returns why the connection ended, for the log line.
+    async fn drive(
+        &self,
+        conn: &mut Conn,
+        session: &mut Session,
+        peer: SocketAddr,
+        listener: Listener,
+        shutdown: &CancellationToken,
+    ) -> &'static str {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut shutdown_seen = false;
+        loop {
+            match session.poll() {
+                Action::NeedInput => {
+                    if !self.flush(conn, session).await {
+                        return "write failed";
+                    }
+                    let idle = if session.receiving_body() {
+                        self.settings.data_timeout
+                    } else {
+                        self.settings.command_timeout
+                    };
+                    tokio::select! {
+                        r = tokio::time::timeout(idle, conn.read(&mut buf)) => match r {
+                            Ok(Ok(0)) => {
+                                session.eof();
+                                return "client closed";
+                            }
+                            Ok(Ok(n)) => session.feed(&buf[..n]),
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "read failed");
+                                return "read failed";
+                            }
+                            Err(_) => {
+                                let mut out = Vec::new();
+                                Reply::new(421, "4.4.2", "Timeout, closing connection").write_to(&mut out);
+                                session.output.extend_from_slice(&out);
+                                let _ = self.flush(conn, session).await;
+                                return "timeout";
+                            }
+                        },
+                        _ = shutdown.cancelled(), if !shutdown_seen => {
+                            shutdown_seen = true;
+                            session.shutdown();
+                        }
+                    }
+                }
+                Action::StartTls => {
+                    if !self.flush(conn, session).await {
+                        return "write failed";
+                    }
+                    let Some(acceptor) = &self.tls else {
+                        return "no TLS";
+                    };
+                    let plain = std::mem::replace(conn, Conn::Closed);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.upgrade(acceptor)).await {
+                        Ok(Ok(tls)) => {
+                            *conn = tls;
+                            let d = conn.tls_details();
+                            session.tls_established(TlsInfo {
+                                version: d.as_ref().map(|d| d.version.clone()).unwrap_or_default(),
+                                cipher: d.map(|d| d.cipher).unwrap_or_default(),
+                            });
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(error = %e, "STARTTLS handshake failed");
+                            return "TLS handshake failed";
+                        }
+                        Err(_) => return "TLS handshake timed out",
+                    }
+                }
+                Action::CheckSender { address, user } => {
+                    let verdict = match (listener, user) {
+                        (Listener::Mx, _) => SenderVerdict::Accept,
+                        (_, None) => SenderVerdict::NotOwned,
+                        (_, Some(user)) => {
+                            match self.delivery.may_send_as(&user, address.as_ref()).await {
+                                Ok(true) => SenderVerdict::Accept,
+                                Ok(false) => {
+                                    tracing::info!(user, sender = ?address.as_ref().map(|a| a.to_string()), "sender not owned");
+                                    SenderVerdict::NotOwned
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "sender check failed");
+                                    SenderVerdict::TempFail
+                                }
+                            }
+                        }
+                    };
+                    session.answer_sender(verdict);
+                }
+                Action::CheckRecipient { address } => {
+                    let verdict = match self.delivery.check_recipient(&address).await {
+                        RecipientCheck::Local => RcptVerdict::Accept,
+                        RecipientCheck::UnknownUser => RcptVerdict::UnknownUser,
+                        RecipientCheck::TempFail => RcptVerdict::TempFail,
+                        RecipientCheck::NotLocal if listener == Listener::Mx => {
+                            RcptVerdict::RelayDenied
+                        }
+                        RecipientCheck::NotLocal => RcptVerdict::Reject(Reply::new(
+                            550,
+                            "5.7.1",
+                            format!(
+                                "<{address}>: delivery to other domains is not available on this server yet (no relay)"
+                            ),
+                        )),
+                    };
+                    session.answer_recipient(verdict);
+                }
+                Action::Authenticate(creds) => {
+                    let verdict = if creds.authzid.is_some() {
+                        // Acting as someone else (SASL proxy authorization) is not offered.
+                        AuthVerdict::Failed
+                    } else {
+                        match self
+                            .auth
+                            .authenticate(peer.ip(), &creds.login, &creds.password)
+                            .await
+                        {
+                            Ok(account) => {
+                                let user = account.address.key();
+                                tracing::info!(user, "authenticated");
+                                AuthVerdict::Accept { user }
+                            }
+                            Err(AuthError::Failed) => {
+                                tracing::info!(login = %creds.login, "authentication failed");
+                                AuthVerdict::Failed
+                            }
+                            Err(AuthError::Throttled { .. }) => AuthVerdict::Throttled,
+                            Err(AuthError::Temporary(e)) => {
+                                tracing::warn!(error = %e, "authentication unavailable");
+                                AuthVerdict::TempFail
+                            }
+                        }
+                    };
+                    session.answer_auth(verdict);
+                }
+                Action::Deliver(tx) => {
+                    let verdict = self.deliver(*tx, session, peer, listener).await;
+                    session.answer_delivery(verdict);
+                }
+                Action::Close => {
+                    let _ = self.flush(conn, session).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
+                    return if shutdown_seen { "shutdown" } else { "closed" };
+                }
+            }
+        }
+    }
+
+    async fn deliver(
+        &self,
+        tx: Transaction,
+        session: &Session,
+        peer: SocketAddr,
+        listener: Listener,
+    ) -> DeliveryVerdict {
+        let protocol = if tx.smtputf8 {
+            "UTF8SMTP"
+        } else if session.esmtp() {
+            "ESMTP"
+        } else {
+            "SMTP"
+        };
+        let rcpts = tx.recipients.len();
+        let from = tx
+            .mail_from
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let incoming = Incoming {
+            mail_from: tx.mail_from,
+            recipients: tx.recipients,
+            body: tx.body,
+            trace: Trace {
+                helo: session.helo().map(str::to_string),
+                peer: Some(peer.ip()),
+                protocol,
+                tls: session.tls().map(|t| (t.version.clone(), t.cipher.clone())),
+                user: session.user().map(str::to_string),
+            },
+            submission: listener != Listener::Mx,
+        };
+        match self.delivery.deliver(incoming).await {
+            Ok(d) => {
+                tracing::info!(
+                    id = %d.id,
+                    from = %from,
+                    recipients = rcpts,
+                    accounts = d.accounts,
+                    size = d.size,
+                    message_id = d.message_id.as_deref().unwrap_or(""),
+                    "delivered"
+                );
+                DeliveryVerdict::Accepted { id: d.id }
+            }
+            Err(DeliveryError::NoRecipients) => {
+                DeliveryVerdict::Reject(Reply::new(550, "5.1.1", "No recipient exists any more"))
+            }
+            Err(DeliveryError::Store(StoreError::Full)) => {
+                tracing::error!("delivery failed: storage full");
+                DeliveryVerdict::StorageFull
+            }
+            Err(DeliveryError::Store(e)) => {
+                tracing::error!(error = %e, "delivery failed");
+                DeliveryVerdict::TempFail
+            }
+        }
+    }
+
+    /// Writes pending replies. A client that stops reading cannot hold us forever.
+    async fn flush(&self, conn: &mut Conn, session: &mut Session) -> bool {
+        if session.output.is_empty() {
+            return true;
+        }
+        let out = std::mem::take(&mut session.output);
+        let write = async {
+            conn.write_all(&out).await?;
+            conn.flush().await
+        };
+        match tokio::time::timeout(self.settings.command_timeout, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                tracing::info!("client does not read its replies; closing");
+                false
+            }
+        }
+    }
+}
