@@ -1,1 +1,99 @@
-fn main() {}
+//! `pochta`: the whole mail system in one binary.
+//!
+//! `pochta serve` runs the servers; `pochta user …` and `pochta alias …` manage
+//! accounts in the same data directory, also while the server runs.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pochta_config::{Config, LogFormat};
+
+/// A complete e-mail system: SMTP, POP3, IMAP and JMAP in one binary.
+#[derive(Parser)]
+#[command(name = "pochta", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML). Without it, embedded defaults are used:
+    /// data in ./pochta-data, domain localhost, loopback listeners.
+    #[arg(long, global = true, env = "POCHTA_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mail server (SMTP MX and submission) until Ctrl-C or SIGTERM.
+    Serve,
+    /// Manage mail accounts.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage alias addresses.
+    #[command(subcommand)]
+    Alias(admin::AliasCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path).with_context(|| format!("in {}", path.display()))?,
+        None => Config::default(),
+    };
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(&config, serving)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pochta")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::serve(config, cli.config).await,
+            Command::User(cmd) => admin::user(&config, cmd).await,
+            Command::Alias(cmd) => admin::alias(&config, cmd).await,
+        }
+    })
+}
+
+/// Logs go to stderr: everything at the configured level for `serve`, warnings
+/// only for the administration commands (their output is the result).
+fn init_logging(config: &Config, serving: bool) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let directive = if serving {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
+        _ => EnvFilter::try_new(directive),
+    }
+    .with_context(|| format!("log.level: invalid filter {directive:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}

@@ -1,4 +1,6 @@
 //! Transcript tests of the SMTP session state machine, in memory.
+
+#![allow(clippy::unwrap_used)] // helpers assert by unwrapping, like the tests they serve
 //!
 //! A transcript is a list of lines:
 //! * `C: text` — the client sends `text` + CRLF; consecutive C lines go in one

@@ -1,5 +1,7 @@
 //! Behaviour of the embedded store through the `Store` trait.
 
+#![allow(clippy::unwrap_used)] // helpers assert by unwrapping, like the tests they serve
+
 use std::sync::Arc;
 
 use pochta_addr::Address;

@@ -1,0 +1,222 @@
+//! `pochta serve`: open the store, bind the listeners, run until a signal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use pochta_addr::Address;
+use pochta_auth::{Authenticator, ThrottleConfig};
+use pochta_config::Config;
+use pochta_delivery::LocalDelivery;
+use pochta_net::tls::CertSource;
+use pochta_net::{AcceptOptions, CancellationToken, ConnLimiter, TaskTracker, accept_loop};
+use pochta_smtp_in::{Listener, SmtpServer, SmtpSettings};
+use pochta_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+
+/// Runs the server until SIGINT/SIGTERM, then shuts down gracefully.
+pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let (tls, cert_source) = pochta_net::tls::server_config(
+        config.tls.cert.as_deref(),
+        config.tls.key.as_deref(),
+        &config.tls_dir(),
+        &config.hostname,
+    )
+    .context("TLS")?;
+    let acceptor = pochta_net::acceptor(tls);
+
+    let throttle = ThrottleConfig {
+        delay_after: config.auth.delay_after,
+        lockout_after: config.auth.lockout_after,
+        lockout: config.auth.lockout,
+        window: config.auth.window,
+        ..ThrottleConfig::default()
+    };
+    let auth = Arc::new(Authenticator::new(
+        store.clone(),
+        throttle,
+        Some(config.primary_domain().clone()),
+    )?);
+    let delivery = Arc::new(LocalDelivery::new(
+        store.clone(),
+        config.hostname.clone(),
+        config.domains.clone(),
+    ));
+    let postmaster = Address::new("postmaster", config.primary_domain().clone())
+        .context("postmaster address")?;
+    let smtp = SmtpServer::new(
+        SmtpSettings {
+            hostname: config.hostname.clone(),
+            max_message_size: usize::try_from(config.limits.message_size).unwrap_or(usize::MAX),
+            max_recipients: config.limits.recipients,
+            max_line_length: config.limits.line_length,
+            max_errors: config.limits.errors,
+            command_timeout: config.limits.command_timeout,
+            data_timeout: config.limits.data_timeout,
+            postmaster,
+        },
+        delivery,
+        auth,
+        Some(acceptor),
+    );
+
+    // Bind everything first, so a taken port is one clear error before anything runs.
+    let mut bound = Vec::new();
+    for (key, addr, kind) in [
+        ("smtp", config.listen.smtp, Listener::Mx),
+        ("submission", config.listen.submission, Listener::Submission),
+        (
+            "submissions",
+            config.listen.submissions,
+            Listener::Submissions,
+        ),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (listen.{key})"))?;
+        let local = listener.local_addr()?;
+        bound.push((listener, local, kind));
+    }
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let limiter = ConnLimiter::new(config.limits.connections, config.limits.connections_per_ip);
+    let mut endpoints = Vec::new();
+    for (listener, local, kind) in bound {
+        endpoints.push((kind, local));
+        let opts = AcceptOptions {
+            name: kind.name(),
+            limiter: limiter.clone(),
+            refusal: if kind == Listener::Submissions {
+                |_| Vec::new()
+            } else {
+                pochta_smtp_in::refusal
+            },
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        let smtp = smtp.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
+            smtp.clone().handle(tcp, peer, kind, stop.clone(), slot)
+        }));
+    }
+
+    let users = store.accounts().await.map(|a| a.len()).unwrap_or(0);
+    print_banner(
+        &config,
+        config_path.as_deref(),
+        &cert_source,
+        &endpoints,
+        users,
+    );
+    tracing::info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "pochta started");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; waiting for messages in transfer");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.limits.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?config.limits.shutdown_grace,
+            "sessions still open after the grace period; exiting (nothing unacknowledged is lost)"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_banner(
+    config: &Config,
+    config_path: Option<&Path>,
+    cert: &CertSource,
+    endpoints: &[(Listener, SocketAddr)],
+    users: usize,
+) {
+    let domains: Vec<String> = config.domains.iter().map(ToString::to_string).collect();
+    println!("pochta {} is running", env!("CARGO_PKG_VERSION"));
+    println!("  host name    {}", config.hostname);
+    println!("  domains      {}", domains.join(", "));
+    println!("  data         {}", config.data_dir.display());
+    match cert {
+        CertSource::Configured(p) => println!("  TLS          {}", p.display()),
+        CertSource::Generated(p) => println!(
+            "  TLS          self-signed certificate, created now: {}",
+            p.display()
+        ),
+        CertSource::Reused(p) => println!("  TLS          self-signed certificate {}", p.display()),
+    }
+    for (kind, addr) in endpoints {
+        let what = match kind {
+            Listener::Mx => "SMTP (MX, for other servers; STARTTLS)",
+            Listener::Submission => "submission (STARTTLS, then AUTH PLAIN/LOGIN)",
+            Listener::Submissions => "submission (implicit TLS, AUTH PLAIN/LOGIN)",
+        };
+        println!("  {:<12} {addr:<22} {what}", kind.name());
+    }
+    let later: Vec<String> = [
+        ("imap", config.listen.imap),
+        ("imaps", config.listen.imaps),
+        ("pop3", config.listen.pop3),
+        ("pop3s", config.listen.pop3s),
+        ("http", config.listen.http),
+    ]
+    .iter()
+    .filter_map(|(n, a)| a.map(|a| format!("{n} {a}")))
+    .collect();
+    if !later.is_empty() {
+        println!(
+            "  configured, not served by this version yet: {}",
+            later.join(", ")
+        );
+    }
+    if users == 0 {
+        let config_arg = config_path
+            .map(|p| format!("--config {} ", p.display()))
+            .unwrap_or_default();
+        let example = format!("you@{}", config.primary_domain());
+        println!();
+        println!("No accounts yet. Add the first one (in another terminal):");
+        println!(
+            "  echo 'a-long-password' | cargo run --release -- {config_arg}user add {example} --password-stdin"
+        );
+        if let Ok(exe) = std::env::current_exe() {
+            println!(
+                "  (or with the binary: echo 'a-long-password' | {} {config_arg}user add {example} --password-stdin)",
+                exe.display()
+            );
+        }
+    }
+    println!("Stop with Ctrl-C.");
+}
