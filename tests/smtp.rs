@@ -644,3 +644,23 @@ async fn sigterm_lets_a_message_in_transfer_finish() {
     // New connections were refused during shutdown.
     assert!(std::net::TcpStream::connect(("127.0.0.1", old.ports.smtp)).is_err());
 }
+
+#[test]
+fn idle_clients_are_timed_out_with_421() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = Server::start_with("[limits]\ncommand_timeout = \"1s\"\ndata_timeout = \"1s\"\n");
+    for partial in [&b""[..], b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<postmaster@localhost>\r\nDATA\r\nhalf a mess"] {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", server.ports.smtp)).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut w = stream.try_clone().unwrap();
+        w.write_all(partial).unwrap();
+        let mut last = String::new();
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(l) => last = l,
+                Err(_) => break,
+            }
+        }
+        assert!(last.starts_with("421 4.4.2"), "last line was {last:?}");
+    }
+}
