@@ -1024,7 +1024,16 @@ impl Session {
             self.send(Reply::new(250, "2.0.0", format!("{size} octets received")));
             return None;
         }
-        let body = self.bdat.take().map(|b| b.body).unwrap_or_default();
+        let mut body = self.bdat.take().map(|b| b.body).unwrap_or_default();
+        // A BDAT message may stop mid-line; stored messages always end with CRLF
+        // (as DATA ones do), so that POP3/IMAP sizes match what they send.
+        if !body.is_empty() && !body.ends_with(b"\r\n") {
+            if body.ends_with(b"\r") {
+                body.push(b'\n');
+            } else {
+                body.extend_from_slice(b"\r\n");
+            }
+        }
         let mut tx = self.tx.take()?;
         self.tx = Some(tx.clone());
         tx.body = body;

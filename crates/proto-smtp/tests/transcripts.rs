@@ -637,7 +637,10 @@ S: 250 2.1.5 Recipient OK
 S: 250 2.0.0 Ok: queued as Q2
 ",
     ));
-    assert_eq!(m.delivered[0].body, b"Subject: x\r\n\r\nbody");
+    assert_eq!(
+        m.delivered[0].body, b"Subject: x\r\n\r\nbody\r\n",
+        "a final line end is added"
+    );
     assert!(m.delivered[0].chunked);
     assert_eq!(m.delivered[1].body, b"");
 }
