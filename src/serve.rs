@@ -11,6 +11,7 @@ use pochta_config::Config;
 use pochta_delivery::LocalDelivery;
 use pochta_net::tls::CertSource;
 use pochta_net::{AcceptOptions, CancellationToken, ConnLimiter, TaskTracker, accept_loop};
+use pochta_pop3::{Pop3Server, Pop3Settings};
 use pochta_smtp_in::{Listener, SmtpServer, SmtpSettings};
 use pochta_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -61,6 +62,15 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             postmaster,
         },
         delivery,
+        auth.clone(),
+        Some(acceptor.clone()),
+    );
+    let pop3 = Pop3Server::new(
+        Pop3Settings {
+            idle_timeout: config.limits.command_timeout,
+            max_errors: config.limits.errors,
+        },
+        store.clone(),
         auth,
         Some(acceptor),
     );
@@ -68,13 +78,19 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     // Bind everything first, so a taken port is one clear error before anything runs.
     let mut bound = Vec::new();
     for (key, addr, kind) in [
-        ("smtp", config.listen.smtp, Listener::Mx),
-        ("submission", config.listen.submission, Listener::Submission),
+        ("smtp", config.listen.smtp, Service::Smtp(Listener::Mx)),
+        (
+            "submission",
+            config.listen.submission,
+            Service::Smtp(Listener::Submission),
+        ),
         (
             "submissions",
             config.listen.submissions,
-            Listener::Submissions,
+            Service::Smtp(Listener::Submissions),
         ),
+        ("pop3", config.listen.pop3, Service::Pop3 { tls: false }),
+        ("pop3s", config.listen.pop3s, Service::Pop3 { tls: true }),
     ] {
         let Some(addr) = addr else { continue };
         let listener = TcpListener::bind(addr)
@@ -90,22 +106,34 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     let mut endpoints = Vec::new();
     for (listener, local, kind) in bound {
         endpoints.push((kind, local));
+        let refusal: fn(pochta_net::LimitExceeded) -> Vec<u8> = match kind {
+            // Implicit TLS: nothing can be said before the handshake.
+            Service::Smtp(Listener::Submissions) | Service::Pop3 { tls: true } => |_| Vec::new(),
+            Service::Smtp(_) => pochta_smtp_in::refusal,
+            Service::Pop3 { .. } => pochta_pop3::refusal,
+        };
         let opts = AcceptOptions {
             name: kind.name(),
             limiter: limiter.clone(),
-            refusal: if kind == Listener::Submissions {
-                |_| Vec::new()
-            } else {
-                pochta_smtp_in::refusal
-            },
+            refusal,
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         };
-        let smtp = smtp.clone();
         let stop = shutdown.clone();
-        tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
-            smtp.clone().handle(tcp, peer, kind, stop.clone(), slot)
-        }));
+        match kind {
+            Service::Smtp(l) => {
+                let smtp = smtp.clone();
+                tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
+                    smtp.clone().handle(tcp, peer, l, stop.clone(), slot)
+                }));
+            }
+            Service::Pop3 { tls } => {
+                let pop3 = pop3.clone();
+                tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
+                    pop3.clone().handle(tcp, peer, tls, stop.clone(), slot)
+                }));
+            }
+        }
     }
 
     let users = store.accounts().await.map(|a| a.len()).unwrap_or(0);
@@ -135,6 +163,23 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     Ok(())
 }
 
+/// A protocol listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Smtp(Listener),
+    Pop3 { tls: bool },
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Smtp(l) => l.name(),
+            Service::Pop3 { tls: false } => "pop3",
+            Service::Pop3 { tls: true } => "pop3s",
+        }
+    }
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -161,7 +206,7 @@ fn print_banner(
     config: &Config,
     config_path: Option<&Path>,
     cert: &CertSource,
-    endpoints: &[(Listener, SocketAddr)],
+    endpoints: &[(Service, SocketAddr)],
     users: usize,
 ) {
     let domains: Vec<String> = config.domains.iter().map(ToString::to_string).collect();
@@ -179,17 +224,17 @@ fn print_banner(
     }
     for (kind, addr) in endpoints {
         let what = match kind {
-            Listener::Mx => "SMTP (MX, for other servers; STARTTLS)",
-            Listener::Submission => "submission (STARTTLS, then AUTH PLAIN/LOGIN)",
-            Listener::Submissions => "submission (implicit TLS, AUTH PLAIN/LOGIN)",
+            Service::Smtp(Listener::Mx) => "SMTP (MX, for other servers; STARTTLS)",
+            Service::Smtp(Listener::Submission) => "submission (STARTTLS, then AUTH PLAIN/LOGIN)",
+            Service::Smtp(Listener::Submissions) => "submission (implicit TLS, AUTH PLAIN/LOGIN)",
+            Service::Pop3 { tls: false } => "POP3 (STLS, then USER/PASS or AUTH)",
+            Service::Pop3 { tls: true } => "POP3 (implicit TLS)",
         };
         println!("  {:<12} {addr:<22} {what}", kind.name());
     }
     let later: Vec<String> = [
         ("imap", config.listen.imap),
         ("imaps", config.listen.imaps),
-        ("pop3", config.listen.pop3),
-        ("pop3s", config.listen.pop3s),
         ("http", config.listen.http),
     ]
     .iter()

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +19,8 @@ pub struct Ports {
     pub smtp: u16,
     pub submission: u16,
     pub submissions: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
 }
 
 /// A running `pochta serve`, killed when dropped.
@@ -31,9 +32,26 @@ pub struct Server {
     runs: u32,
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
+fn config_text(ports: &Ports, extra: &str) -> String {
+    format!(
+        r#"hostname = "mx.test.example"
+data_dir = "data"
+domains = ["localhost", "example.test", "пример.рф"]
+
+[listen]
+smtp = "127.0.0.1:{}"
+submission = "127.0.0.1:{}"
+submissions = "127.0.0.1:{}"
+pop3 = "127.0.0.1:{}"
+pop3s = "127.0.0.1:{}"
+imap = ""
+imaps = ""
+http = ""
+
+{extra}
+"#,
+        ports.smtp, ports.submission, ports.submissions, ports.pop3, ports.pop3s
+    )
 }
 
 pub fn bin() -> &'static str {
@@ -51,43 +69,61 @@ impl Server {
     }
 
     /// Starts a server; `extra` is appended to the config file (e.g. a `[limits]` table).
+    ///
+    /// The listeners bind port 0 and the harness reads the real ports from the
+    /// startup banner, so parallel tests never race for ports; the ports are then
+    /// written into the config so that a restart uses the same ones.
     pub fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports = Ports {
-            smtp: free_port(),
-            submission: free_port(),
-            submissions: free_port(),
-        };
         let config = dir.path().join("pochta.toml");
-        let text = format!(
-            r#"hostname = "mx.test.example"
-data_dir = "data"
-domains = ["localhost", "example.test", "пример.рф"]
-
-[listen]
-smtp = "127.0.0.1:{}"
-submission = "127.0.0.1:{}"
-submissions = "127.0.0.1:{}"
-imap = ""
-imaps = ""
-pop3 = ""
-pop3s = ""
-http = ""
-
-{extra}
-"#,
-            ports.smtp, ports.submission, ports.submissions
-        );
-        std::fs::write(&config, text).expect("write config");
+        let zero = Ports {
+            smtp: 0,
+            submission: 0,
+            submissions: 0,
+            pop3: 0,
+            pop3s: 0,
+        };
+        std::fs::write(&config, config_text(&zero, extra)).expect("write config");
         let mut s = Server {
             dir,
             config,
-            ports,
+            ports: zero,
             child: None,
             runs: 0,
         };
         s.launch();
+        s.ports = s.banner_ports();
+        std::fs::write(&s.config, config_text(&s.ports, extra)).expect("rewrite config");
         s
+    }
+
+    fn stdout_path(&self) -> PathBuf {
+        self.dir.path().join(format!("stdout-{}.txt", self.runs))
+    }
+
+    /// The listeners' addresses as the banner printed them.
+    fn banner_ports(&self) -> Ports {
+        let banner = std::fs::read_to_string(self.stdout_path()).unwrap_or_default();
+        let port = |name: &str| -> u16 {
+            banner
+                .lines()
+                .find_map(|l| {
+                    let mut words = l.split_whitespace();
+                    (words.next() == Some(name))
+                        .then(|| words.next())
+                        .flatten()
+                        .and_then(|a| a.rsplit(':').next())
+                        .and_then(|p| p.parse().ok())
+                })
+                .unwrap_or_else(|| panic!("no {name} listener in the banner:\n{banner}"))
+        };
+        Ports {
+            smtp: port("smtp"),
+            submission: port("submission"),
+            submissions: port("submissions"),
+            pop3: port("pop3"),
+            pop3s: port("pop3s"),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -121,12 +157,12 @@ http = ""
         self.wait_ready();
     }
 
+    /// Waits for the banner's last line, which is printed once every listener is bound.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.ports.smtp)).is_ok()
-                && TcpStream::connect(("127.0.0.1", self.ports.submissions)).is_ok()
-            {
+            let out = std::fs::read_to_string(self.stdout_path()).unwrap_or_default();
+            if out.contains("Stop with Ctrl-C.") {
                 return;
             }
             if let Some(child) = self.child.as_mut()
@@ -136,7 +172,7 @@ http = ""
             }
             assert!(
                 Instant::now() < deadline,
-                "pochta did not start listening:\n{}",
+                "pochta did not start:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -203,6 +239,29 @@ http = ""
         python(args)
     }
 
+    /// Runs `tests/py/pop3_tool.py ARGS` and returns its output.
+    pub fn pop3(&self, args: &[&str]) -> Output {
+        python_tool("pop3_tool.py", args)
+    }
+
+    /// Delivers `msg` to `to` through the MX (plain SMTP), asserting success.
+    pub fn deliver(&self, to: &str, msg: &[u8]) {
+        let file = write_file(self.dir.path(), "deliver.eml", msg);
+        let port = self.ports.smtp.to_string();
+        let r = json(&self.py(&[
+            "send",
+            "--port",
+            &port,
+            "--from",
+            "sender@remote.example",
+            "--to",
+            to,
+            "--file",
+            file.to_str().expect("utf-8 path"),
+        ]));
+        assert_eq!(r["ok"], true, "delivery failed: {r}");
+    }
+
     pub fn cert_path(&self) -> PathBuf {
         self.data_dir().join("tls").join("cert.pem")
     }
@@ -235,7 +294,11 @@ pub fn cli(config: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output 
 }
 
 pub fn python(args: &[&str]) -> Output {
-    let script = repo().join("tests/py/smtp_tool.py");
+    python_tool("smtp_tool.py", args)
+}
+
+pub fn python_tool(tool: &str, args: &[&str]) -> Output {
+    let script = repo().join("tests/py").join(tool);
     Command::new("python3")
         .arg(script)
         .args(args)

@@ -14,3 +14,8 @@ pub use limits::{ConnGuard, ConnLimiter, LimitExceeded};
 pub use listen::{AcceptOptions, accept_loop};
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
+
+/// A random id for a connection, put on every log line of its session.
+pub fn session_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}

@@ -118,7 +118,7 @@ impl SmtpServer {
         shutdown: CancellationToken,
         _slot: ConnGuard,
     ) {
-        let sid = pochta_delivery::new_id();
+        let sid = pochta_net::session_id();
         let span =
             tracing::info_span!("smtp", sid = %sid, peer = %peer, listener = listener.name());
         self.run(tcp, peer, listener, shutdown)
