@@ -389,3 +389,69 @@ async fn curl_lists_and_retrieves_over_pop3s() {
     assert!(one.status.success());
     assert_eq!(one.stdout, stored_msgs[0].1, "curl's RETR is byte-exact");
 }
+
+#[tokio::test]
+async fn failed_logins_lock_the_user_out_of_every_protocol() {
+    let server =
+        Server::start_with("[auth]\ndelay_after = 10\nlockout_after = 3\nlockout = \"10m\"\n");
+    server.add_user(USER);
+    let port = server.ports.pop3.to_string();
+    for _ in 0..3 {
+        let r = json(&server.pop3(&[
+            "login",
+            "--port",
+            &port,
+            "--user",
+            USER,
+            "--password",
+            "guess",
+        ]));
+        assert!(
+            r["result"]
+                .as_str()
+                .unwrap()
+                .starts_with("-ERR [AUTH] Authentication failed"),
+            "{r}"
+        );
+    }
+    let r = json(&server.pop3(&[
+        "login",
+        "--port",
+        &port,
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+    ]));
+    assert!(
+        r["result"]
+            .as_str()
+            .unwrap()
+            .contains("Too many failed logins"),
+        "POP3 locked: {r}"
+    );
+    // The same throttle guards SMTP AUTH: 454, then the session is closed.
+    let sub = server.ports.submission.to_string();
+    // \0alice@localhost\0<PASSWORD>
+    let plain = "AUTH PLAIN AGFsaWNlQGxvY2FsaG9zdABjb3JyZWN0IGhvcnNlIGJhdHRlcnk=";
+    let r = json(&server.py(&[
+        "script",
+        "--port",
+        &sub,
+        "--security",
+        "starttls",
+        "--line",
+        "EHLO c",
+        "--line",
+        plain,
+    ]));
+    assert_eq!(r["replies"][1][0], 454, "SMTP AUTH locked too: {r}");
+    assert!(
+        r["replies"][1][1].as_str().unwrap().starts_with("4.7.0"),
+        "{r}"
+    );
+    assert!(
+        server.log().contains("login refused: locked out"),
+        "the lockout is logged"
+    );
+}
