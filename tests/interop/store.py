@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Reads what pochta stored, straight from its SQLite database, for run.sh.
+
+The interop checks must not trust the server's own word (the 250 reply) alone:
+they look into `<data_dir>/store.sqlite3` for the message a client sent. The
+database is opened read-only while the server keeps running (SQLite WAL allows
+readers beside the writer).
+
+Subcommands (DB is the path of store.sqlite3, ADDRESS an account address):
+
+  count DB ADDRESS           messages in the account's INBOX
+  find DB ADDRESS TOKEN      messages in the INBOX whose raw bytes contain TOKEN
+  show DB ADDRESS TOKEN      prints the first such message (for failure reports)
+  header DB ADDRESS TOKEN NAME
+                             prints every value of header NAME of that message
+  attachment DB ADDRESS TOKEN FILE
+                             checks that the message holding TOKEN carries an
+                             attachment whose decoded bytes equal FILE's bytes
+
+Every subcommand prints its result on stdout; failures print a one-line reason
+and exit with status 1 (2 for usage or database errors).
+"""
+
+import email
+import email.policy
+import os
+import sqlite3
+import sys
+import time
+
+
+def connect(path):
+    # mode=ro: never write, never create. The WAL reader needs the -shm file the
+    # running server already keeps; busy timeout covers a checkpoint in progress.
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def inbox_blobs(conn, address):
+    """The raw bytes of every message in ADDRESS's INBOX, oldest first."""
+    row = conn.execute(
+        "SELECT id FROM accounts WHERE address = ?", (address.lower(),)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no account {address!r} in the store")
+    account_id = row[0]
+    row = conn.execute(
+        "SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'",
+        (account_id,),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"account {address!r} has no INBOX")
+    inbox_id = row[0]
+    rows = conn.execute(
+        "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
+        " WHERE m.account_id = ? AND m.mailbox_id = ? ORDER BY m.uid",
+        (account_id, inbox_id),
+    ).fetchall()
+    return [bytes(r[0]) for r in rows]
+
+
+def with_token(blobs, token):
+    # The bytes as given on the command line, whatever the locale.
+    needle = os.fsencode(token)
+    return [b for b in blobs if needle in b]
+
+
+def one_with_token(conn, address, token):
+    found = with_token(inbox_blobs(conn, address), token)
+    if not found:
+        raise LookupError(f"no message containing {token!r} in {address}'s INBOX")
+    return found[0]
+
+
+def cmd_attachment(conn, address, token, path):
+    raw = one_with_token(conn, address, token)
+    with open(path, "rb") as f:
+        expected = f.read()
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    if not msg.is_multipart():
+        return f"message is not multipart (Content-Type: {msg.get_content_type()})"
+    seen = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        if filename is None and part.get_content_type() == "text/plain":
+            continue
+        data = part.get_payload(decode=True) or b""
+        seen.append(f"{part.get_content_type()} {filename!r} {len(data)} bytes")
+        if data == expected:
+            print(
+                f"attachment {filename!r} ({part.get_content_type()},"
+                f" {part.get('Content-Transfer-Encoding', '7bit')}):"
+                f" {len(data)} bytes, identical"
+            )
+            return None
+    return (
+        f"no attachment equals {path} ({len(expected)} bytes); parts seen: "
+        + ("; ".join(seen) or "none")
+    )
+
+
+def main(argv):
+    if len(argv) < 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, db, address = argv[1], argv[2], argv[3]
+    rest = argv[4:]
+    # A freshly started server may still be creating the schema when the first
+    # query arrives; retry briefly on "database is locked"/"no such table".
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conn = connect(db)
+            try:
+                if cmd == "count":
+                    print(len(inbox_blobs(conn, address)))
+                elif cmd == "find":
+                    print(len(with_token(inbox_blobs(conn, address), rest[0])))
+                elif cmd == "show":
+                    sys.stdout.write(
+                        one_with_token(conn, address, rest[0]).decode("utf-8", "replace")
+                    )
+                elif cmd == "header":
+                    raw = one_with_token(conn, address, rest[0])
+                    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+                    for value in msg.get_all(rest[1]) or []:
+                        print(" ".join(str(value).split()))
+                elif cmd == "attachment":
+                    reason = cmd_attachment(conn, address, rest[0], rest[1])
+                    if reason:
+                        print(reason)
+                        return 1
+                else:
+                    print(f"unknown subcommand {cmd!r}", file=sys.stderr)
+                    return 2
+                return 0
+            finally:
+                conn.close()
+        except LookupError as e:
+            print(e)
+            return 1
+        except IndexError:
+            print(f"{cmd}: missing argument", file=sys.stderr)
+            return 2
+        except sqlite3.OperationalError as e:
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            print(f"sqlite error on {db}: {e}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
