@@ -16,6 +16,7 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use pochta_addr::{Address, Domain, Secret};
+use pochta_sasl::Credentials;
 use pochta_store::{Account, Store};
 use tokio::sync::Semaphore;
 
@@ -90,6 +91,28 @@ impl Authenticator {
     /// The throttle, for protocols that want to record other failures (e.g. bad SASL).
     pub fn throttle(&self) -> &LoginThrottle {
         &self.throttle
+    }
+
+    /// Logs in with credentials from a SASL exchange (or USER/PASS, LOGIN), logging
+    /// the outcome. A request to act as another identity (SASL authzid) fails:
+    /// proxy authorization is not offered.
+    pub async fn login(&self, ip: IpAddr, creds: &Credentials) -> Result<Account, AuthError> {
+        if creds.authzid.is_some() {
+            self.throttle
+                .record_failure(ip, &creds.login.trim().to_lowercase());
+            tracing::info!(login = %creds.login, "authentication failed: proxy authorization is not offered");
+            return Err(AuthError::Failed);
+        }
+        let result = self.authenticate(ip, &creds.login, &creds.password).await;
+        match &result {
+            Ok(account) => tracing::info!(user = %account.address.key(), "authenticated"),
+            Err(AuthError::Failed) => tracing::info!(login = %creds.login, "authentication failed"),
+            Err(AuthError::Throttled { .. }) => {}
+            Err(AuthError::Temporary(e)) => {
+                tracing::warn!(error = %e, "authentication unavailable")
+            }
+        }
+        result
     }
 
     /// Logs `login` in from `ip`. Delays failures that follow earlier failures and

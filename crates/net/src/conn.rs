@@ -4,6 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -41,6 +42,41 @@ impl Conn {
     /// Accepts a TLS connection right away (ports 465, 993, 995).
     pub async fn accept_tls(tcp: TcpStream, acceptor: &TlsAcceptor) -> io::Result<Conn> {
         Conn::Plain(tcp).upgrade(acceptor).await
+    }
+
+    /// Upgrades this connection in place (STARTTLS, STLS, or implicit TLS right
+    /// after accept), giving up after `timeout`. On failure the connection is left
+    /// closed.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> io::Result<()> {
+        let plain = std::mem::replace(self, Conn::Closed);
+        match tokio::time::timeout(timeout, plain.upgrade(acceptor)).await {
+            Ok(Ok(tls)) => {
+                *self = tls;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+        }
+    }
+
+    /// Writes `data` and flushes, giving up after `timeout`: a client that never
+    /// reads its replies cannot hold the session (or its memory) forever.
+    pub async fn send(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let write = async {
+            self.write_all(data).await?;
+            self.flush().await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read",
+            )),
+        }
     }
 
     /// Negotiated TLS parameters, if this is TLS.

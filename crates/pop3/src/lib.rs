@@ -29,6 +29,8 @@ const READ_CHUNK: usize = 8 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// RFC 1939 §3: the inactivity timer must be at least 10 minutes.
 const MIN_IDLE: Duration = Duration::from_secs(600);
+/// Longest a write may wait for a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Settings from the configuration.
 #[derive(Debug, Clone)]
@@ -126,14 +128,10 @@ impl Pop3Server {
         let mut conn = Conn::Plain(tcp);
         if implicit_tls {
             let Some(acceptor) = &self.tls else { return };
-            conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(acceptor)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::info!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            if let Err(e) = conn.start_tls(acceptor, HANDSHAKE_TIMEOUT).await {
+                tracing::info!(error = %e, "TLS handshake failed");
+                return;
+            }
         }
         let cfg = SessionConfig {
             starttls: self.tls.is_some(),
@@ -203,40 +201,23 @@ impl Pop3Server {
                     let Some(acceptor) = &self.tls else {
                         return "no TLS";
                     };
-                    let plain = std::mem::replace(conn, Conn::Closed);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.upgrade(acceptor)).await {
-                        Ok(Ok(tls)) => {
-                            *conn = tls;
-                            session.tls_established();
-                        }
-                        _ => return "TLS handshake failed",
+                    if let Err(e) = conn.start_tls(acceptor, HANDSHAKE_TIMEOUT).await {
+                        tracing::info!(error = %e, "STLS handshake failed");
+                        return "TLS handshake failed";
                     }
+                    session.tls_established();
                 }
                 Action::Authenticate(creds) => {
-                    let verdict = if creds.authzid.is_some() {
-                        AuthVerdict::Failed
-                    } else {
-                        match self
-                            .auth
-                            .authenticate(peer.ip(), &creds.login, &creds.password)
-                            .await
-                        {
-                            Ok(a) => {
-                                account = Some(a.id);
-                                AuthVerdict::Accept {
-                                    user: a.address.key(),
-                                }
-                            }
-                            Err(AuthError::Failed) => {
-                                tracing::info!(login = %creds.login, "authentication failed");
-                                AuthVerdict::Failed
-                            }
-                            Err(AuthError::Throttled { .. }) => AuthVerdict::Throttled,
-                            Err(AuthError::Temporary(e)) => {
-                                tracing::warn!(error = %e, "authentication unavailable");
-                                AuthVerdict::TempFail
+                    let verdict = match self.auth.login(peer.ip(), &creds).await {
+                        Ok(a) => {
+                            account = Some(a.id);
+                            AuthVerdict::Accept {
+                                user: a.address.key(),
                             }
                         }
+                        Err(AuthError::Failed) => AuthVerdict::Failed,
+                        Err(AuthError::Throttled { .. }) => AuthVerdict::Throttled,
+                        Err(AuthError::Temporary(_)) => AuthVerdict::TempFail,
                     };
                     session.answer_auth(verdict);
                 }
@@ -370,12 +351,5 @@ async fn flush(conn: &mut Conn, session: &mut Session) -> bool {
         return true;
     }
     let out = std::mem::take(&mut session.output);
-    let write = async {
-        conn.write_all(&out).await?;
-        conn.flush().await
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(300), write).await,
-        Ok(Ok(()))
-    )
+    conn.send(&out, WRITE_TIMEOUT).await.is_ok()
 }

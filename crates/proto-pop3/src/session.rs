@@ -613,13 +613,7 @@ impl Session {
             return None;
         };
         let mut sasl = SaslServer::new(mech);
-        let step = match parts.next() {
-            None => sasl.start(None),
-            Some(ir) => match pochta_sasl::decode_initial(ir.as_bytes()) {
-                Ok(bytes) => sasl.start(Some(&bytes)),
-                Err(e) => Step::Failed(e),
-            },
-        };
+        let step = sasl.start_encoded(parts.next().map(str::as_bytes));
         self.sasl_step(sasl, step)
     }
 

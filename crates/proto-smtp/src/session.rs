@@ -1084,14 +1084,7 @@ impl Session {
             }
         };
         let mut sasl = SaslServer::new(mech);
-        let step = if initial.is_empty() {
-            sasl.start(None)
-        } else {
-            match pochta_sasl::decode_initial(initial.as_bytes()) {
-                Ok(ir) => sasl.start(Some(&ir)),
-                Err(e) => Step::Failed(e),
-            }
-        };
+        let step = sasl.start_encoded((!initial.is_empty()).then_some(initial.as_bytes()));
         self.sasl_step(sasl, step)
     }
 

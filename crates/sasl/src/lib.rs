@@ -136,6 +136,18 @@ impl SaslServer {
         }
     }
 
+    /// Starts the exchange from the initial-response argument as it appears on the
+    /// command line (base64, `=` for empty), or none.
+    pub fn start_encoded(&mut self, initial: Option<&[u8]>) -> Step {
+        match initial {
+            None => self.start(None),
+            Some(arg) => match decode_initial(arg) {
+                Ok(ir) => self.start(Some(&ir)),
+                Err(e) => self.finish(Err(e)),
+            },
+        }
+    }
+
     /// Feeds the next decoded client response.
     pub fn step(&mut self, response: &[u8]) -> Step {
         if response.len() > MAX_RESPONSE {

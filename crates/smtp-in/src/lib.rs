@@ -139,17 +139,10 @@ impl SmtpServer {
                 tracing::error!("submissions listener without TLS");
                 return;
             };
-            conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(acceptor)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    tracing::info!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!("TLS handshake timed out");
-                    return;
-                }
-            };
+            if let Err(e) = conn.start_tls(acceptor, HANDSHAKE_TIMEOUT).await {
+                tracing::info!(error = %e, "TLS handshake failed");
+                return;
+            }
         }
         let cfg = SessionConfig {
             hostname: self.settings.hostname.clone(),
@@ -242,22 +235,15 @@ impl SmtpServer {
                     let Some(acceptor) = &self.tls else {
                         return "no TLS";
                     };
-                    let plain = std::mem::replace(conn, Conn::Closed);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.upgrade(acceptor)).await {
-                        Ok(Ok(tls)) => {
-                            *conn = tls;
-                            let d = conn.tls_details();
-                            session.tls_established(TlsInfo {
-                                version: d.as_ref().map(|d| d.version.clone()).unwrap_or_default(),
-                                cipher: d.map(|d| d.cipher).unwrap_or_default(),
-                            });
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(error = %e, "STARTTLS handshake failed");
-                            return "TLS handshake failed";
-                        }
-                        Err(_) => return "TLS handshake timed out",
+                    if let Err(e) = conn.start_tls(acceptor, HANDSHAKE_TIMEOUT).await {
+                        tracing::info!(error = %e, "STARTTLS handshake failed");
+                        return "TLS handshake failed";
                     }
+                    let d = conn.tls_details();
+                    session.tls_established(TlsInfo {
+                        version: d.as_ref().map(|d| d.version.clone()).unwrap_or_default(),
+                        cipher: d.map(|d| d.cipher).unwrap_or_default(),
+                    });
                 }
                 Action::CheckSender { address, user } => {
                     let verdict = match (listener, user) {
@@ -298,30 +284,13 @@ impl SmtpServer {
                     session.answer_recipient(verdict);
                 }
                 Action::Authenticate(creds) => {
-                    let verdict = if creds.authzid.is_some() {
-                        // Acting as someone else (SASL proxy authorization) is not offered.
-                        AuthVerdict::Failed
-                    } else {
-                        match self
-                            .auth
-                            .authenticate(peer.ip(), &creds.login, &creds.password)
-                            .await
-                        {
-                            Ok(account) => {
-                                let user = account.address.key();
-                                tracing::info!(user, "authenticated");
-                                AuthVerdict::Accept { user }
-                            }
-                            Err(AuthError::Failed) => {
-                                tracing::info!(login = %creds.login, "authentication failed");
-                                AuthVerdict::Failed
-                            }
-                            Err(AuthError::Throttled { .. }) => AuthVerdict::Throttled,
-                            Err(AuthError::Temporary(e)) => {
-                                tracing::warn!(error = %e, "authentication unavailable");
-                                AuthVerdict::TempFail
-                            }
-                        }
+                    let verdict = match self.auth.login(peer.ip(), &creds).await {
+                        Ok(account) => AuthVerdict::Accept {
+                            user: account.address.key(),
+                        },
+                        Err(AuthError::Failed) => AuthVerdict::Failed,
+                        Err(AuthError::Throttled { .. }) => AuthVerdict::Throttled,
+                        Err(AuthError::Temporary(_)) => AuthVerdict::TempFail,
                     };
                     session.answer_auth(verdict);
                 }
@@ -404,18 +373,10 @@ impl SmtpServer {
             return true;
         }
         let out = std::mem::take(&mut session.output);
-        let write = async {
-            conn.write_all(&out).await?;
-            conn.flush().await
-        };
-        match tokio::time::timeout(self.settings.command_timeout, write).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "write failed");
-                false
-            }
-            Err(_) => {
-                tracing::info!("client does not read its replies; closing");
+        match conn.send(&out, self.settings.command_timeout).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "cannot write to the client; closing");
                 false
             }
         }
