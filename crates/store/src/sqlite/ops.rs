@@ -488,7 +488,7 @@ pub fn change_log(
 ) -> Result<Vec<Change>> {
     let mut stmt = c.prepare_cached(
         "SELECT modseq, kind, op, object_id, mailbox_id, uid, thread_id FROM changes
-         WHERE account_id = ?1 AND modseq > ?2 ORDER BY seq LIMIT ?3",
+         WHERE account_id = ?1 AND modseq > ?2 ORDER BY modseq, seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(
         params![
@@ -534,7 +534,7 @@ pub fn changes(
     }
     let mut stmt = c.prepare_cached(
         "SELECT modseq, op, object_id FROM changes
-         WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 ORDER BY seq",
+         WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 ORDER BY modseq, seq",
     )?;
     let mut rows = stmt.query(params![account as i64, kind_code(kind), since as i64])?;
     // Per object: (first op, last op), in order of first appearance.

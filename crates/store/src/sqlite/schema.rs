@@ -79,7 +79,10 @@ CREATE TABLE IF NOT EXISTS messages (
     meta          TEXT NOT NULL              -- pochta_message::MessageMeta as JSON
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_uid ON messages (mailbox_id, uid);
-CREATE INDEX IF NOT EXISTS messages_by_blob ON messages (blob_id);
+-- (blob_id, account_id): read_blob checks ownership with both; with blob_id alone
+-- SQLite preferred the thread index and scanned the whole account.
+DROP INDEX IF EXISTS messages_by_blob;
+CREATE INDEX IF NOT EXISTS messages_by_blob_account ON messages (blob_id, account_id);
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (account_id, thread_id);
 
 -- Message-ID / References keys of each account's threads (JMAP Thread, IMAP THREADID).
@@ -102,6 +105,8 @@ CREATE TABLE IF NOT EXISTS changes (
     uid        INTEGER,
     thread_id  INTEGER
 );
+-- Index entries end with the rowid (seq), so "ORDER BY modseq, seq" reads the
+-- log in order straight from this index, without sorting.
 CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, modseq);
 "#;
 

@@ -149,17 +149,17 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, notifier: &dyn ChangeNotifie
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch {
         let mark = ctx.published.len();
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = run_cached(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "store: savepoint failed");
         }
         let (ok, done) = job.run(&mut ctx);
-        let end = if ok {
-            "RELEASE job"
-        } else {
+        if !ok {
             ctx.published.truncate(mark);
-            "ROLLBACK TO job; RELEASE job"
-        };
-        if let Err(e) = conn.execute_batch(end) {
+            if let Err(e) = run_cached(conn, "ROLLBACK TO job") {
+                tracing::error!(error = %e, "store: savepoint rollback failed");
+            }
+        }
+        if let Err(e) = run_cached(conn, "RELEASE job") {
             tracing::error!(error = %e, "store: savepoint release failed");
         }
         completions.push(done);
@@ -182,6 +182,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, notifier: &dyn ChangeNotifie
             }
         }
     }
+}
+
+/// Runs a parameterless statement through the statement cache (the savepoint
+/// statements run for every job; preparing them each time showed in profiles).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn to_store_error(e: &rusqlite::Error) -> StoreError {
