@@ -664,3 +664,40 @@ fn idle_clients_are_timed_out_with_421() {
         assert!(last.starts_with("421 4.4.2"), "last line was {last:?}");
     }
 }
+
+/// Regression: a client reconnecting the moment it read 221 was sometimes refused
+/// with 421 because its old connection still held the per-IP slot. Eight clients
+/// that each reconnect at once use all eight slots of their IP all the time.
+#[test]
+fn reconnecting_right_after_quit_is_never_refused() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = Server::start_with("[limits]\nconnections_per_ip = 8\n");
+    let port = server.ports.smtp;
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let mut w = stream.try_clone().unwrap();
+                    let mut r = BufReader::new(stream);
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    assert!(
+                        line.starts_with("220 "),
+                        "client {c}, connection {i}: {line:?}"
+                    );
+                    w.write_all(b"QUIT\r\n").unwrap();
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    assert!(
+                        line.starts_with("221 "),
+                        "client {c}, connection {i}: {line:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}

@@ -327,7 +327,7 @@ impl Default for Limits {
         Limits {
             message_size: 50 << 20,
             recipients: 100,
-            connections_per_ip: 20,
+            connections_per_ip: 50,
             connections: 5000,
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),

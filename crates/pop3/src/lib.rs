@@ -108,12 +108,12 @@ impl Pop3Server {
         peer: SocketAddr,
         implicit_tls: bool,
         shutdown: CancellationToken,
-        _slot: ConnGuard,
+        slot: ConnGuard,
     ) {
         let sid = pochta_net::session_id();
         let listener = if implicit_tls { "pop3s" } else { "pop3" };
         let span = tracing::info_span!("pop3", sid = %sid, peer = %peer, listener);
-        self.run(tcp, peer, implicit_tls, shutdown)
+        self.run(tcp, peer, implicit_tls, shutdown, slot)
             .instrument(span)
             .await;
     }
@@ -124,6 +124,7 @@ impl Pop3Server {
         peer: SocketAddr,
         implicit_tls: bool,
         shutdown: CancellationToken,
+        slot: ConnGuard,
     ) {
         let mut conn = Conn::Plain(tcp);
         if implicit_tls {
@@ -140,8 +141,16 @@ impl Pop3Server {
         let mut session = Session::new(cfg, conn.is_tls());
         let started = std::time::Instant::now();
         let mut open: Option<Open> = None;
+        let mut slot = Some(slot);
         let end = self
-            .drive(&mut conn, &mut session, peer, &shutdown, &mut open)
+            .drive(
+                &mut conn,
+                &mut session,
+                peer,
+                &shutdown,
+                &mut open,
+                &mut slot,
+            )
             .await;
         let stats = session.stats();
         tracing::info!(
@@ -163,6 +172,7 @@ impl Pop3Server {
         peer: SocketAddr,
         shutdown: &CancellationToken,
         open: &mut Option<Open>,
+        slot: &mut Option<ConnGuard>,
     ) -> &'static str {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut account: Option<AccountId> = None;
@@ -264,6 +274,10 @@ impl Pop3Server {
                     session.answer_commit(ok);
                 }
                 Action::Close => {
+                    // Unlock the maildrop and free the slot before the last reply:
+                    // the client may reconnect the moment it reads +OK.
+                    open.take();
+                    slot.take();
                     let _ = flush(conn, session).await;
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
                     return if shutdown_seen { "shutdown" } else { "closed" };

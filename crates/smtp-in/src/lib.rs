@@ -116,12 +116,12 @@ impl SmtpServer {
         peer: SocketAddr,
         listener: Listener,
         shutdown: CancellationToken,
-        _slot: ConnGuard,
+        slot: ConnGuard,
     ) {
         let sid = pochta_net::session_id();
         let span =
             tracing::info_span!("smtp", sid = %sid, peer = %peer, listener = listener.name());
-        self.run(tcp, peer, listener, shutdown)
+        self.run(tcp, peer, listener, shutdown, slot)
             .instrument(span)
             .await;
     }
@@ -132,6 +132,7 @@ impl SmtpServer {
         peer: SocketAddr,
         listener: Listener,
         shutdown: CancellationToken,
+        slot: ConnGuard,
     ) {
         let mut conn = Conn::Plain(tcp);
         if listener == Listener::Submissions {
@@ -164,8 +165,16 @@ impl SmtpServer {
         });
         let mut session = Session::new(cfg, tls_info);
         let started = std::time::Instant::now();
+        let mut slot = Some(slot);
         let end = self
-            .drive(&mut conn, &mut session, peer, listener, &shutdown)
+            .drive(
+                &mut conn,
+                &mut session,
+                peer,
+                listener,
+                &shutdown,
+                &mut slot,
+            )
             .await;
         let stats = session.stats();
         tracing::info!(
@@ -189,6 +198,7 @@ impl SmtpServer {
         peer: SocketAddr,
         listener: Listener,
         shutdown: &CancellationToken,
+        slot: &mut Option<ConnGuard>,
     ) -> &'static str {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut shutdown_seen = false;
@@ -299,6 +309,9 @@ impl SmtpServer {
                     session.answer_delivery(verdict);
                 }
                 Action::Close => {
+                    // Free the connection slot before the last reply: a client may
+                    // reconnect the moment it reads 221.
+                    slot.take();
                     let _ = self.flush(conn, session).await;
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
                     return if shutdown_seen { "shutdown" } else { "closed" };
