@@ -116,6 +116,55 @@ pub struct MessageMeta {
 }
 
 impl MessageMeta {
+    /// The fields SEARCH, SORT and THREAD read over whole mailboxes: ids and
+    /// references, subjects, decoded addresses, dates (`sent_at` and the raw Date
+    /// in the envelope), size, attachment flag. The MIME tree is reduced to one
+    /// empty leaf and the rest of the envelope and the preview are dropped, so the
+    /// stored form is a few hundred bytes and decodes fast for 100 000 messages.
+    pub fn light(&self) -> MessageMeta {
+        MessageMeta {
+            version: self.version,
+            size: self.size,
+            message_id: self.message_id.clone(),
+            in_reply_to: self.in_reply_to.clone(),
+            references: self.references.clone(),
+            subject: self.subject.clone(),
+            base_subject: self.base_subject.clone(),
+            sent_at: self.sent_at,
+            from: self.from.clone(),
+            sender: self.sender.clone(),
+            reply_to: self.reply_to.clone(),
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            bcc: self.bcc.clone(),
+            preview: String::new(),
+            has_attachment: self.has_attachment,
+            envelope: Envelope {
+                date: self.envelope.date.clone(),
+                ..Envelope::default()
+            },
+            body: BodyPart {
+                header_start: 0,
+                body_start: 0,
+                body_end: 0,
+                media_type: "text".into(),
+                media_subtype: "plain".into(),
+                params: Vec::new(),
+                id: None,
+                description: None,
+                encoding: "7BIT".into(),
+                size: 0,
+                lines: 0,
+                md5: None,
+                disposition: None,
+                language: Vec::new(),
+                location: None,
+                charset: None,
+                kind: PartKind::Leaf,
+            },
+        }
+    }
+
     /// Serialises the meta as compact JSON, the form it is stored in.
     pub fn to_json(&self) -> String {
         // Serialising plain owned data with string keys cannot fail.

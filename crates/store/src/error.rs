@@ -17,6 +17,9 @@ pub enum StoreError {
     /// The account's quota would be exceeded.
     #[error("over quota")]
     OverQuota,
+    /// A mailbox with children cannot be deleted (IMAP `[HASCHILDREN]`, RFC 5530).
+    #[error("mailbox has children")]
+    HasChildren,
     /// The disk holding the store is full; retrying after space is freed works.
     #[error("storage full")]
     Full,

@@ -74,6 +74,26 @@ pub trait Store: Send + Sync + 'static {
         role: Option<Role>,
     ) -> Result<Mailbox>;
 
+    /// Renames and/or moves a mailbox (`parent` `None`: to the top level).
+    /// Moving a mailbox under itself or a descendant is refused.
+    async fn rename_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        parent: Option<MailboxId>,
+        name: &str,
+    ) -> Result<Mailbox>;
+    /// Deletes a mailbox and its messages. Fails with [`StoreError::HasChildren`]
+    /// when other mailboxes are inside it.
+    async fn delete_mailbox(&self, account: AccountId, id: MailboxId) -> Result<()>;
+    /// Subscribes or unsubscribes a mailbox (IMAP SUBSCRIBE, JMAP isSubscribed).
+    async fn set_subscribed(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        subscribed: bool,
+    ) -> Result<()>;
+
     // ---- messages ----
 
     /// Stores a message once and files it into every target, in one durable
@@ -96,6 +116,57 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ModSeq>;
     /// Removes messages for good; returns the account's state afterwards.
     async fn expunge(&self, account: AccountId, ids: &[MessageId]) -> Result<ModSeq>;
+    /// Changes flags and reports each changed message's new flags. With
+    /// `unchanged_since`, messages modified after that MODSEQ are left alone and
+    /// listed in `skipped` (RFC 7162 UNCHANGEDSINCE).
+    async fn store_flags(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        change: FlagChange,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<FlagUpdate>;
+    /// Copies messages into `dest` (new ids and UIDs, the same stored bytes), in
+    /// the order given; one durable transaction.
+    async fn copy_messages(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        dest: MailboxId,
+    ) -> Result<Vec<Delivered>>;
+    /// Moves messages into `dest`: ids stay, UIDs are new; one durable transaction.
+    async fn move_messages(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        dest: MailboxId,
+    ) -> Result<Vec<Moved>>;
+    /// `(UID, id)` of every message in a mailbox, in UID order (the IMAP sequence map).
+    async fn uid_map(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(Uid, MessageId)>>;
+    /// Messages of a mailbox whose UIDs fall in the given inclusive ranges, in UID order.
+    async fn messages_by_uid(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        ranges: &[(Uid, Uid)],
+    ) -> Result<Vec<MessageSummary>>;
+    /// Several messages with their full metadata (missing ids are skipped).
+    async fn records(&self, account: AccountId, ids: &[MessageId]) -> Result<Vec<MessageRecord>>;
+    /// Every message of a mailbox with its light metadata (`MessageMeta::light`),
+    /// for SEARCH, SORT and THREAD over whole mailboxes.
+    async fn light_records(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<MessageRecord>>;
+    /// Storage use and limit of an account.
+    async fn quota(&self, account: AccountId) -> Result<QuotaUsage>;
+    /// Sets (or with `None` removes) an account's storage limit in octets.
+    async fn set_quota(&self, address: &Address, limit: Option<u64>) -> Result<()>;
 
     // ---- the change log ----
 

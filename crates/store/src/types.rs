@@ -376,10 +376,15 @@ pub enum ObjectKind {
 pub enum ChangeOp {
     /// It came into being.
     Created,
-    /// Its flags, keywords, name or location changed.
+    /// Its flags, keywords, name or location changed. For a message that moved,
+    /// `mailbox_id`/`uid` are its new place.
     Updated,
     /// It is gone (expunged, deleted).
     Destroyed,
+    /// A message left `mailbox_id` (where it had `uid`) for another mailbox: an
+    /// expunge for IMAP sessions on that mailbox, invisible to JMAP (which sees
+    /// the accompanying `Updated`).
+    LeftMailbox,
 }
 
 /// One entry of an account's change log.
@@ -423,4 +428,57 @@ pub enum Resolution {
     Accounts(Vec<AccountId>),
     /// No account or alias has this address.
     Unknown,
+}
+
+/// The outcome of a flag change (IMAP STORE, JMAP Email/set keywords).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagUpdate {
+    /// The account's state afterwards.
+    pub state: ModSeq,
+    /// Messages whose flags changed, with their new flags.
+    pub changed: Vec<FlagState>,
+    /// Messages not changed because they were modified after `unchanged_since`
+    /// (RFC 7162 CONDSTORE: the MODIFIED set).
+    pub skipped: Vec<MessageId>,
+}
+
+/// A message's flags after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagState {
+    /// The message.
+    pub id: MessageId,
+    /// Its mailbox.
+    pub mailbox_id: MailboxId,
+    /// Its UID.
+    pub uid: Uid,
+    /// System flags now.
+    pub flags: Flags,
+    /// Keywords now.
+    pub keywords: Vec<String>,
+    /// The change's MODSEQ.
+    pub modseq: ModSeq,
+}
+
+/// A message moved by [`crate::Store::move_messages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// The message (same id before and after).
+    pub id: MessageId,
+    /// Its UID in the source mailbox.
+    pub old_uid: Uid,
+    /// Its UID in the destination.
+    pub new_uid: Uid,
+    /// The change's MODSEQ.
+    pub modseq: ModSeq,
+}
+
+/// Storage use of an account (RFC 9208 STORAGE and MESSAGE resources).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaUsage {
+    /// Octets stored, over all mailboxes.
+    pub used: u64,
+    /// Messages stored.
+    pub messages: u64,
+    /// The limit in octets, if any.
+    pub limit: Option<u64>,
 }

@@ -633,3 +633,317 @@ async fn change_log_reads_need_no_sort() {
         assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
     }
 }
+
+#[tokio::test]
+async fn mailboxes_rename_delete_and_subscribe() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let work = store
+        .create_mailbox(a.id, None, "Work", None)
+        .await
+        .unwrap();
+    let proj = store
+        .create_mailbox(a.id, Some(work.id), "Projects", None)
+        .await
+        .unwrap();
+    // No cycles.
+    let err = store
+        .rename_mailbox(a.id, work.id, Some(proj.id), "Work")
+        .await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+    let moved = store
+        .rename_mailbox(a.id, proj.id, None, "Projects 2026")
+        .await
+        .unwrap();
+    assert_eq!(
+        (moved.parent_id, moved.name.as_str(), moved.uid_validity),
+        (None, "Projects 2026", proj.uid_validity)
+    );
+    let clash = store.rename_mailbox(a.id, work.id, None, "INBOX").await;
+    assert!(matches!(clash, Err(StoreError::AlreadyExists(_))));
+    store
+        .rename_mailbox(a.id, proj.id, Some(work.id), "Projects")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_mailbox(a.id, work.id).await,
+        Err(StoreError::HasChildren)
+    ));
+    store
+        .deliver(delivery(
+            message("in projects", ""),
+            vec![DeliveryTarget {
+                mailbox: MailboxTarget::Id(proj.id),
+                ..DeliveryTarget::inbox(a.id)
+            }],
+        ))
+        .await
+        .unwrap();
+    let s0 = store.state(a.id).await.unwrap();
+    store.delete_mailbox(a.id, proj.id).await.unwrap();
+    let ch = store
+        .changes(a.id, ObjectKind::Email, s0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ch.destroyed.len(), 1, "its messages are gone");
+    let ch = store
+        .changes(a.id, ObjectKind::Mailbox, s0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ch.destroyed, vec![proj.id]);
+    store.delete_mailbox(a.id, work.id).await.unwrap();
+    let inbox_box = inbox(&store, a.id).await;
+    store
+        .set_subscribed(a.id, inbox_box.id, false)
+        .await
+        .unwrap();
+    assert!(!inbox(&store, a.id).await.subscribed);
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let blobs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blobs, 0, "deleting a mailbox frees its messages' blobs");
+}
+
+#[tokio::test]
+async fn copy_shares_bytes_and_move_keeps_ids() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let archive = store
+        .mailboxes(a.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Some(Role::Archive))
+        .unwrap();
+    let d = store
+        .deliver(delivery(
+            message("copy me", ""),
+            vec![DeliveryTarget {
+                flags: Flags::SEEN,
+                keywords: vec!["$Important".into()],
+                ..DeliveryTarget::inbox(a.id)
+            }],
+        ))
+        .await
+        .unwrap()[0];
+    let copies = store
+        .copy_messages(a.id, &[d.id], archive.id)
+        .await
+        .unwrap();
+    assert_eq!(copies.len(), 1);
+    assert_ne!(copies[0].id, d.id, "a copy is a new message");
+    assert_eq!(copies[0].uid, 1);
+    let orig = store.message(a.id, d.id).await.unwrap().unwrap().summary;
+    let copy = store
+        .message(a.id, copies[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .summary;
+    assert_eq!(orig.blob_id, copy.blob_id, "the bytes are shared");
+    assert_eq!(
+        (copy.flags, copy.keywords.clone()),
+        (Flags::SEEN, vec!["$Important".to_string()])
+    );
+    // Move the original into the archive too: same id, a new UID.
+    let s0 = store.state(a.id).await.unwrap();
+    let moved = store
+        .move_messages(a.id, &[d.id], archive.id)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        (moved[0].id, moved[0].old_uid, moved[0].new_uid),
+        (d.id, d.uid, 2)
+    );
+    let ib = inbox(&store, a.id).await;
+    let ar = store
+        .mailboxes(a.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == archive.id)
+        .unwrap();
+    assert_eq!((ib.total, ar.total), (0, 2));
+    // JMAP sees an update; IMAP on INBOX sees the message leave.
+    let ch = store
+        .changes(a.id, ObjectKind::Email, s0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ch.updated.clone(), ch.destroyed.clone()),
+        (vec![d.id], vec![])
+    );
+    let log = store.change_log(a.id, s0, 10).await.unwrap();
+    assert!(log.iter().any(|c| c.op == ChangeOp::LeftMailbox
+        && c.mailbox_id == Some(ib.id)
+        && c.uid == Some(d.uid)));
+    assert!(log.iter().any(|c| c.op == ChangeOp::Updated
+        && c.mailbox_id == Some(archive.id)
+        && c.uid == Some(2)));
+    // Expunging one copy keeps the other's bytes.
+    store.expunge(a.id, &[d.id]).await.unwrap();
+    assert!(store.read_blob(a.id, copy.blob_id).await.is_ok());
+}
+
+#[tokio::test]
+async fn conditional_stores_skip_modified_messages() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let one = store
+        .deliver(delivery(
+            message("one", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let two = store
+        .deliver(delivery(
+            message("two", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    let before = store.state(a.id).await.unwrap();
+    store
+        .update_flags(a.id, &[two.id], FlagChange::Add(Flags::FLAGGED, vec![]))
+        .await
+        .unwrap();
+    let u = store
+        .store_flags(
+            a.id,
+            &[one.id, two.id],
+            FlagChange::Add(Flags::SEEN, vec![]),
+            Some(before),
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.skipped, vec![two.id]);
+    assert_eq!(u.changed.len(), 1);
+    assert_eq!(
+        (u.changed[0].id, u.changed[0].flags, u.changed[0].modseq),
+        (one.id, Flags::SEEN, u.state)
+    );
+    let two_now = store.message(a.id, two.id).await.unwrap().unwrap().summary;
+    assert!(!two_now.flags.contains(Flags::SEEN));
+}
+
+#[tokio::test]
+async fn uid_ranges_light_records_and_uid_maps() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    for i in 1..=6 {
+        store
+            .deliver(delivery(
+                message(
+                    &format!("Re: topic {i}"),
+                    &format!("Date: Tue, 1 Dec 2026 10:00:0{i} +0000\r\n"),
+                ),
+                vec![DeliveryTarget::inbox(a.id)],
+            ))
+            .await
+            .unwrap();
+    }
+    let ib = inbox(&store, a.id).await;
+    let got: Vec<u32> = store
+        .messages_by_uid(a.id, ib.id, &[(5, 2), (3, 4), (6, 99)])
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(
+        got,
+        vec![2, 3, 4, 5, 6],
+        "overlapping ranges give each message once"
+    );
+    let map = store.uid_map(a.id, ib.id).await.unwrap();
+    assert_eq!(
+        map.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    let light = store.light_records(a.id, ib.id).await.unwrap();
+    assert_eq!(light.len(), 6);
+    assert_eq!(light[2].meta.base_subject, "topic 3");
+    assert!(light[2].meta.sent_at.is_some());
+    assert!(
+        light[2].meta.body.size == 0 && light[2].meta.preview.is_empty(),
+        "light: no MIME tree"
+    );
+    let full = store.records(a.id, &[map[2].1, 999]).await.unwrap();
+    assert_eq!(full.len(), 1);
+    assert!(full[0].meta.body.size > 0);
+}
+
+#[tokio::test]
+async fn quotas_limit_delivery_and_copies() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let raw = message("sized", "");
+    let size = raw.len() as u64;
+    store
+        .set_quota(&addr("alice@example.com"), Some(size * 2))
+        .await
+        .unwrap();
+    let d = store
+        .deliver(delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)]))
+        .await
+        .unwrap()[0];
+    store
+        .deliver(delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)]))
+        .await
+        .unwrap();
+    let full = store
+        .deliver(delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)]))
+        .await;
+    assert!(matches!(full, Err(StoreError::OverQuota)), "{full:?}");
+    let ib = inbox(&store, a.id).await;
+    assert!(matches!(
+        store.copy_messages(a.id, &[d.id], ib.id).await,
+        Err(StoreError::OverQuota)
+    ));
+    let q = store.quota(a.id).await.unwrap();
+    assert_eq!((q.used, q.messages, q.limit), (size * 2, 2, Some(size * 2)));
+    store
+        .set_quota(&addr("alice@example.com"), None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .deliver(delivery(raw, vec![DeliveryTarget::inbox(a.id)]))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn schema_1_databases_are_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = account(&store, "alice@example.com").await;
+        store
+            .deliver(delivery(
+                message("old one", ""),
+                vec![DeliveryTarget::inbox(a.id)],
+            ))
+            .await
+            .unwrap();
+        a.id
+    };
+    // Make it look like a schema 1 store.
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite3")).unwrap();
+    conn.execute_batch("ALTER TABLE messages DROP COLUMN light; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let ib = inbox(&store, id).await;
+    let light = store.light_records(id, ib.id).await.unwrap();
+    assert_eq!(light[0].meta.subject.as_deref(), Some("old one"));
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+}

@@ -161,6 +161,33 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn rename_mailbox(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        parent: Option<MailboxId>,
+        name: &str,
+    ) -> Result<Mailbox> {
+        let name = name.to_string();
+        self.write(move |ctx| ops::rename_mailbox(ctx, account, id, parent, &name))
+            .await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, id: MailboxId) -> Result<()> {
+        self.write(move |ctx| ops::delete_mailbox(ctx, account, id))
+            .await
+    }
+
+    async fn set_subscribed(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        subscribed: bool,
+    ) -> Result<()> {
+        self.write(move |ctx| ops::set_subscribed(ctx, account, id, subscribed))
+            .await
+    }
+
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
         if delivery.targets.is_empty() {
             return Ok(Vec::new());
@@ -200,6 +227,83 @@ impl Store for SqliteStore {
     async fn expunge(&self, account: AccountId, ids: &[MessageId]) -> Result<ModSeq> {
         let ids = ids.to_vec();
         self.write(move |ctx| ops::expunge(ctx, account, &ids))
+            .await
+    }
+
+    async fn store_flags(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        change: FlagChange,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<FlagUpdate> {
+        let ids = ids.to_vec();
+        self.write(move |ctx| ops::store_flags(ctx, account, &ids, &change, unchanged_since))
+            .await
+    }
+
+    async fn copy_messages(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        dest: MailboxId,
+    ) -> Result<Vec<Delivered>> {
+        let ids = ids.to_vec();
+        self.write(move |ctx| ops::copy_messages(ctx, account, &ids, dest))
+            .await
+    }
+
+    async fn move_messages(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+        dest: MailboxId,
+    ) -> Result<Vec<Moved>> {
+        let ids = ids.to_vec();
+        self.write(move |ctx| ops::move_messages(ctx, account, &ids, dest))
+            .await
+    }
+
+    async fn uid_map(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(Uid, MessageId)>> {
+        self.read(move |c| ops::uid_map(c, account, mailbox)).await
+    }
+
+    async fn messages_by_uid(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        ranges: &[(Uid, Uid)],
+    ) -> Result<Vec<MessageSummary>> {
+        let ranges = ranges.to_vec();
+        self.read(move |c| ops::messages_by_uid(c, account, mailbox, &ranges))
+            .await
+    }
+
+    async fn records(&self, account: AccountId, ids: &[MessageId]) -> Result<Vec<MessageRecord>> {
+        let ids = ids.to_vec();
+        self.read(move |c| ops::records(c, account, &ids)).await
+    }
+
+    async fn light_records(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<MessageRecord>> {
+        self.read(move |c| ops::light_records(c, account, mailbox))
+            .await
+    }
+
+    async fn quota(&self, account: AccountId) -> Result<QuotaUsage> {
+        self.read(move |c| ops::quota(c, account)).await
+    }
+
+    async fn set_quota(&self, address: &Address, limit: Option<u64>) -> Result<()> {
+        let key = address.key();
+        self.write(move |ctx| ops::set_quota(ctx.conn, &key, limit))
             .await
     }
 

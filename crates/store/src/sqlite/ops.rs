@@ -436,6 +436,7 @@ fn op_code(o: ChangeOp) -> i64 {
         ChangeOp::Created => 1,
         ChangeOp::Updated => 2,
         ChangeOp::Destroyed => 3,
+        ChangeOp::LeftMailbox => 4,
     }
 }
 
@@ -507,6 +508,7 @@ pub fn change_log(
                 op: match r.get::<_, i64>(2)? {
                     1 => ChangeOp::Created,
                     3 => ChangeOp::Destroyed,
+                    4 => ChangeOp::LeftMailbox,
                     _ => ChangeOp::Updated,
                 },
                 id: r.get::<_, i64>(3)? as u64,
@@ -534,7 +536,7 @@ pub fn changes(
     }
     let mut stmt = c.prepare_cached(
         "SELECT modseq, op, object_id FROM changes
-         WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 ORDER BY modseq, seq",
+         WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 AND op != 4 ORDER BY modseq, seq",
     )?;
     let mut rows = stmt.query(params![account as i64, kind_code(kind), since as i64])?;
     // Per object: (first op, last op), in order of first appearance.
@@ -587,6 +589,7 @@ pub fn changes(
 pub struct PreparedDelivery {
     delivery: Delivery,
     meta_json: String,
+    light_json: String,
     thread_keys: Vec<String>,
 }
 
@@ -595,6 +598,7 @@ impl PreparedDelivery {
     pub fn new(delivery: Delivery) -> Result<PreparedDelivery> {
         let meta_json = serde_json::to_string(&delivery.meta)
             .map_err(|e| StoreError::Invalid(format!("metadata does not serialise: {e}")))?;
+        let light_json = delivery.meta.light().to_json();
         let meta = &delivery.meta;
         let mut thread_keys: Vec<String> = meta
             .message_id
@@ -608,6 +612,7 @@ impl PreparedDelivery {
         Ok(PreparedDelivery {
             delivery,
             meta_json,
+            light_json,
             thread_keys,
         })
     }
@@ -723,6 +728,7 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
     let mut out = Vec::with_capacity(d.targets.len());
     for t in &d.targets {
         let mailbox = target_mailbox(c, t.account, &t.mailbox)?;
+        check_quota(c, t.account, size)?;
         let modseq = bump_modseq(c, t.account)?;
         let uid: i64 = c
             .prepare_cached(
@@ -738,8 +744,8 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
         let thread = find_thread(c, t.account, &p.thread_keys)?;
         c.prepare_cached(
             "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, thread_id, flags, keywords,
-                                   internal_date, size, modseq, sent_at, meta)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   internal_date, size, modseq, sent_at, meta, light)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             t.account as i64,
@@ -754,6 +760,7 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
             modseq as i64,
             d.meta.sent_at,
             p.meta_json,
+            p.light_json,
         ])?;
         let id = c.last_insert_rowid() as u64;
         let thread = match thread {
@@ -886,74 +893,28 @@ pub fn update_flags(
     ids: &[MessageId],
     change: &FlagChange,
 ) -> Result<ModSeq> {
-    let c = ctx.conn;
-    let mut modseq = None;
-    for &id in ids {
-        let row = c
-            .prepare_cached(
-                "SELECT mailbox_id, uid, thread_id, flags, keywords, size FROM messages
-                 WHERE id = ?1 AND account_id = ?2",
-            )?
-            .query_row(params![id as i64, account as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)? as u32,
-                    r.get::<_, i64>(2)? as u64,
-                    Flags::from_bits(r.get::<_, i64>(3)? as u8),
-                    parse_keywords(&r.get::<_, String>(4)?),
-                    r.get::<_, i64>(5)? as u64,
-                ))
-            })
-            .optional()?;
-        let Some((mailbox, uid, thread, flags, keywords, size)) = row else {
-            continue;
-        };
-        let (new_flags, new_keywords) = apply_change(flags, &keywords, change);
-        let new_text = keywords_text(&new_keywords);
-        if new_flags == flags && new_text == keywords_text(&keywords) {
-            continue;
-        }
-        let m = match modseq {
-            Some(m) => m,
-            None => {
-                let m = bump_modseq(c, account)?;
-                modseq = Some(m);
-                m
-            }
-        };
-        c.prepare_cached(
-            "UPDATE messages SET flags = ?2, keywords = ?3, modseq = ?4 WHERE id = ?1",
-        )?
-        .execute(params![id as i64, new_flags.bits(), new_text, m as i64])?;
-        adjust_counters(c, mailbox, -1, flags, size, m)?;
-        adjust_counters(c, mailbox, 1, new_flags, size, m)?;
-        let at = Located {
-            mailbox,
-            uid,
-            thread,
-        };
-        log_change(
-            c,
-            account,
-            m,
-            ObjectKind::Email,
-            ChangeOp::Updated,
-            id,
-            Some(&at),
-        )?;
-    }
-    match modseq {
+    store_flags(ctx, account, ids, change, None).map(|u| u.state)
+}
+
+pub fn expunge(ctx: &mut WriteCtx<'_>, account: AccountId, ids: &[MessageId]) -> Result<ModSeq> {
+    match expunge_in(ctx.conn, account, ids, None)? {
         Some(m) => {
             ctx.publish(account, m);
             Ok(m)
         }
-        None => state(c, account),
+        None => state(ctx.conn, account),
     }
 }
 
-pub fn expunge(ctx: &mut WriteCtx<'_>, account: AccountId, ids: &[MessageId]) -> Result<ModSeq> {
-    let c = ctx.conn;
-    let mut modseq = None;
+/// Deletes messages, releasing their blobs and logging each as destroyed; returns
+/// the MODSEQ used (`modseq`, or a fresh one on the first deletion), or `None`
+/// when nothing was deleted.
+fn expunge_in(
+    c: &Connection,
+    account: AccountId,
+    ids: &[MessageId],
+    mut modseq: Option<ModSeq>,
+) -> Result<Option<ModSeq>> {
     for &id in ids {
         let row = c
             .prepare_cached(
@@ -1002,11 +963,506 @@ pub fn expunge(ctx: &mut WriteCtx<'_>, account: AccountId, ids: &[MessageId]) ->
             Some(&at),
         )?;
     }
-    match modseq {
+    Ok(modseq)
+}
+
+// ---------------------------------------------------------------- quota
+
+pub fn quota(c: &Connection, account: AccountId) -> Result<QuotaUsage> {
+    let limit: Option<i64> = c
+        .prepare_cached("SELECT quota FROM accounts WHERE id = ?1")?
+        .query_row([account as i64], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("account {account}")))?;
+    let (used, messages): (i64, i64) = c
+        .prepare_cached("SELECT COALESCE(SUM(size), 0), COALESCE(SUM(total), 0) FROM mailboxes WHERE account_id = ?1")?
+        .query_row([account as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(QuotaUsage {
+        used: used as u64,
+        messages: messages as u64,
+        limit: limit.map(|l| l as u64),
+    })
+}
+
+/// Refuses `add` more octets for an account already at or over its limit.
+fn check_quota(c: &Connection, account: AccountId, add: u64) -> Result<()> {
+    let q = quota(c, account)?;
+    match q.limit {
+        Some(limit) if q.used.saturating_add(add) > limit => Err(StoreError::OverQuota),
+        _ => Ok(()),
+    }
+}
+
+pub fn set_quota(c: &Connection, key: &str, limit: Option<u64>) -> Result<()> {
+    let n = c.execute(
+        "UPDATE accounts SET quota = ?2 WHERE address = ?1",
+        params![key, limit.map(|l| l as i64)],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("account {key}")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- mailbox changes
+
+pub fn rename_mailbox(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    parent: Option<MailboxId>,
+    name: &str,
+) -> Result<Mailbox> {
+    let c = ctx.conn;
+    check_mailbox_name(name)?;
+    if mailbox_by_id(c, account, id)?.is_none() {
+        return Err(StoreError::NotFound(format!("mailbox {id}")));
+    }
+    // Walk up from the new parent: meeting the mailbox itself means a cycle.
+    let mut cursor = parent;
+    while let Some(p) = cursor {
+        if p == id {
+            return Err(StoreError::Invalid(
+                "a mailbox cannot be moved into itself".into(),
+            ));
+        }
+        cursor = mailbox_by_id(c, account, p)?
+            .ok_or_else(|| StoreError::NotFound(format!("parent mailbox {p}")))?
+            .parent_id;
+    }
+    let modseq = bump_modseq(c, account)?;
+    let res = c.execute(
+        "UPDATE mailboxes SET parent_id = ?3, name = ?4 WHERE id = ?1 AND account_id = ?2",
+        params![id as i64, account as i64, parent.unwrap_or(0) as i64, name],
+    );
+    match res {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    log_change(
+        c,
+        account,
+        modseq,
+        ObjectKind::Mailbox,
+        ChangeOp::Updated,
+        id,
+        None,
+    )?;
+    ctx.publish(account, modseq);
+    mailbox_by_id(c, account, id)?
+        .ok_or_else(|| StoreError::Backend("renamed mailbox vanished".into()))
+}
+
+pub fn delete_mailbox(ctx: &mut WriteCtx<'_>, account: AccountId, id: MailboxId) -> Result<()> {
+    let c = ctx.conn;
+    if mailbox_by_id(c, account, id)?.is_none() {
+        return Err(StoreError::NotFound(format!("mailbox {id}")));
+    }
+    let children = c
+        .prepare_cached("SELECT 1 FROM mailboxes WHERE account_id = ?1 AND parent_id = ?2 LIMIT 1")?
+        .exists(params![account as i64, id as i64])?;
+    if children {
+        return Err(StoreError::HasChildren);
+    }
+    let ids: Vec<u64> = c
+        .prepare_cached("SELECT id FROM messages WHERE mailbox_id = ?1 AND account_id = ?2")?
+        .query_map(params![id as i64, account as i64], |r| {
+            r.get::<_, i64>(0).map(|v| v as u64)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let modseq = expunge_in(c, account, &ids, None)?.unwrap_or(bump_modseq(c, account)?);
+    c.execute(
+        "DELETE FROM mailboxes WHERE id = ?1 AND account_id = ?2",
+        params![id as i64, account as i64],
+    )?;
+    log_change(
+        c,
+        account,
+        modseq,
+        ObjectKind::Mailbox,
+        ChangeOp::Destroyed,
+        id,
+        None,
+    )?;
+    ctx.publish(account, modseq);
+    Ok(())
+}
+
+pub fn set_subscribed(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    on: bool,
+) -> Result<()> {
+    let c = ctx.conn;
+    let current = mailbox_by_id(c, account, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))?;
+    if current.subscribed == on {
+        return Ok(());
+    }
+    let modseq = bump_modseq(c, account)?;
+    c.execute(
+        "UPDATE mailboxes SET subscribed = ?3 WHERE id = ?1 AND account_id = ?2",
+        params![id as i64, account as i64, on],
+    )?;
+    log_change(
+        c,
+        account,
+        modseq,
+        ObjectKind::Mailbox,
+        ChangeOp::Updated,
+        id,
+        None,
+    )?;
+    ctx.publish(account, modseq);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- message changes
+
+struct MessageRow {
+    id: MessageId,
+    mailbox: MailboxId,
+    uid: Uid,
+    thread: ThreadId,
+    flags: Flags,
+    keywords: Vec<String>,
+    size: u64,
+    modseq: ModSeq,
+    blob: i64,
+}
+
+fn load_row(c: &Connection, account: AccountId, id: MessageId) -> Result<Option<MessageRow>> {
+    Ok(c.prepare_cached(
+        "SELECT mailbox_id, uid, thread_id, flags, keywords, size, modseq, blob_id FROM messages
+         WHERE id = ?1 AND account_id = ?2",
+    )?
+    .query_row(params![id as i64, account as i64], |r| {
+        Ok(MessageRow {
+            id,
+            mailbox: r.get::<_, i64>(0)? as u64,
+            uid: r.get::<_, i64>(1)? as u32,
+            thread: r.get::<_, i64>(2)? as u64,
+            flags: Flags::from_bits(r.get::<_, i64>(3)? as u8),
+            keywords: parse_keywords(&r.get::<_, String>(4)?),
+            size: r.get::<_, i64>(5)? as u64,
+            modseq: r.get::<_, i64>(6)? as u64,
+            blob: r.get(7)?,
+        })
+    })
+    .optional()?)
+}
+
+pub fn store_flags(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    ids: &[MessageId],
+    change: &FlagChange,
+    unchanged_since: Option<ModSeq>,
+) -> Result<FlagUpdate> {
+    let c = ctx.conn;
+    let mut out = FlagUpdate::default();
+    let mut modseq = None;
+    for &id in ids {
+        let Some(row) = load_row(c, account, id)? else {
+            continue;
+        };
+        if let Some(limit) = unchanged_since
+            && row.modseq > limit
+        {
+            out.skipped.push(id);
+            continue;
+        }
+        let (new_flags, new_keywords) = apply_change(row.flags, &row.keywords, change);
+        let new_text = keywords_text(&new_keywords);
+        if new_flags == row.flags && new_text == keywords_text(&row.keywords) {
+            continue;
+        }
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = bump_modseq(c, account)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        c.prepare_cached(
+            "UPDATE messages SET flags = ?2, keywords = ?3, modseq = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id as i64, new_flags.bits(), new_text, m as i64])?;
+        adjust_counters(c, row.mailbox, -1, row.flags, row.size, m)?;
+        adjust_counters(c, row.mailbox, 1, new_flags, row.size, m)?;
+        let at = Located {
+            mailbox: row.mailbox,
+            uid: row.uid,
+            thread: row.thread,
+        };
+        log_change(
+            c,
+            account,
+            m,
+            ObjectKind::Email,
+            ChangeOp::Updated,
+            id,
+            Some(&at),
+        )?;
+        out.changed.push(FlagState {
+            id,
+            mailbox_id: row.mailbox,
+            uid: row.uid,
+            flags: new_flags,
+            keywords: parse_keywords(&new_text),
+            modseq: m,
+        });
+    }
+    out.state = match modseq {
         Some(m) => {
             ctx.publish(account, m);
-            Ok(m)
+            m
         }
-        None => state(c, account),
+        None => state(c, account)?,
+    };
+    Ok(out)
+}
+
+fn next_uid(c: &Connection, mailbox: MailboxId) -> Result<Uid> {
+    let uid: i64 = c
+        .prepare_cached(
+            "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?1 RETURNING uidnext - 1",
+        )?
+        .query_row([mailbox as i64], |r| r.get(0))?;
+    if uid >= u32::MAX as i64 {
+        return Err(StoreError::Invalid(format!(
+            "mailbox {mailbox} has run out of UIDs"
+        )));
     }
+    Ok(uid as u32)
+}
+
+pub fn copy_messages(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    ids: &[MessageId],
+    dest: MailboxId,
+) -> Result<Vec<Delivered>> {
+    let c = ctx.conn;
+    if mailbox_by_id(c, account, dest)?.is_none() {
+        return Err(StoreError::NotFound(format!("mailbox {dest}")));
+    }
+    let mut rows = Vec::with_capacity(ids.len());
+    let mut total = 0u64;
+    for &id in ids {
+        if let Some(r) = load_row(c, account, id)? {
+            total += r.size;
+            rows.push(r);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_quota(c, account, total)?;
+    let modseq = bump_modseq(c, account)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let uid = next_uid(c, dest)?;
+        c.prepare_cached(
+            "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, thread_id, flags, keywords,
+                                   internal_date, size, modseq, sent_at, meta, light)
+             SELECT account_id, ?2, ?3, blob_id, thread_id, flags, keywords, internal_date, size, ?4,
+                    sent_at, meta, light
+             FROM messages WHERE id = ?1",
+        )?
+        .execute(params![r.id as i64, dest as i64, uid, modseq as i64])?;
+        let new_id = c.last_insert_rowid() as u64;
+        c.prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE id = ?1")?
+            .execute([r.blob])?;
+        adjust_counters(c, dest, 1, r.flags, r.size, modseq)?;
+        let at = Located {
+            mailbox: dest,
+            uid,
+            thread: r.thread,
+        };
+        log_change(
+            c,
+            account,
+            modseq,
+            ObjectKind::Email,
+            ChangeOp::Created,
+            new_id,
+            Some(&at),
+        )?;
+        out.push(Delivered {
+            account,
+            mailbox: dest,
+            uid,
+            id: new_id,
+            modseq,
+        });
+    }
+    ctx.publish(account, modseq);
+    Ok(out)
+}
+
+pub fn move_messages(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    ids: &[MessageId],
+    dest: MailboxId,
+) -> Result<Vec<Moved>> {
+    let c = ctx.conn;
+    if mailbox_by_id(c, account, dest)?.is_none() {
+        return Err(StoreError::NotFound(format!("mailbox {dest}")));
+    }
+    let mut modseq = None;
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let Some(r) = load_row(c, account, id)? else {
+            continue;
+        };
+        if r.mailbox == dest {
+            continue;
+        }
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = bump_modseq(c, account)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        let uid = next_uid(c, dest)?;
+        c.prepare_cached(
+            "UPDATE messages SET mailbox_id = ?2, uid = ?3, modseq = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id as i64, dest as i64, uid, m as i64])?;
+        adjust_counters(c, r.mailbox, -1, r.flags, r.size, m)?;
+        adjust_counters(c, dest, 1, r.flags, r.size, m)?;
+        let left = Located {
+            mailbox: r.mailbox,
+            uid: r.uid,
+            thread: r.thread,
+        };
+        log_change(
+            c,
+            account,
+            m,
+            ObjectKind::Email,
+            ChangeOp::LeftMailbox,
+            id,
+            Some(&left),
+        )?;
+        let arrived = Located {
+            mailbox: dest,
+            uid,
+            thread: r.thread,
+        };
+        log_change(
+            c,
+            account,
+            m,
+            ObjectKind::Email,
+            ChangeOp::Updated,
+            id,
+            Some(&arrived),
+        )?;
+        out.push(Moved {
+            id,
+            old_uid: r.uid,
+            new_uid: uid,
+            modseq: m,
+        });
+    }
+    if let Some(m) = modseq {
+        ctx.publish(account, m);
+    }
+    Ok(out)
+}
+
+pub fn uid_map(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<(Uid, MessageId)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT uid, id FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 ORDER BY uid",
+    )?;
+    let rows = stmt.query_map(params![mailbox as i64, account as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn messages_by_uid(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    ranges: &[(Uid, Uid)],
+) -> Result<Vec<MessageSummary>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS} FROM messages
+         WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 AND account_id = ?4 ORDER BY uid"
+    ))?;
+    let mut out = Vec::new();
+    let mut sorted: Vec<(Uid, Uid)> = ranges.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+    sorted.sort_unstable();
+    // Merge overlapping ranges so no message is returned twice.
+    let mut merged: Vec<(Uid, Uid)> = Vec::with_capacity(sorted.len());
+    for (a, b) in sorted {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    for (a, b) in merged {
+        let rows = stmt.query_map(
+            params![mailbox as i64, a, b, account as i64],
+            summary_from_row,
+        )?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn records(
+    c: &Connection,
+    account: AccountId,
+    ids: &[MessageId],
+) -> Result<Vec<MessageRecord>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if let Some(r) = message(c, account, id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+pub fn light_records(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<MessageRecord>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS}, light, meta FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 ORDER BY uid"
+    ))?;
+    let mut rows = stmt.query(params![mailbox as i64, account as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let summary = summary_from_row(r)?;
+        let light: String = r.get(10)?;
+        let meta = if light.is_empty() {
+            // Written before schema 2's backfill could run: derive it now.
+            let full: String = r.get(11)?;
+            pochta_message::MessageMeta::from_json(full.as_bytes())?.light()
+        } else {
+            pochta_message::MessageMeta::from_json(light.as_bytes())?
+        };
+        out.push(MessageRecord { summary, meta });
+    }
+    Ok(out)
 }

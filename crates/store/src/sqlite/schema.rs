@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::Result;
 
 /// Bumped whenever the schema changes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS messages (
     size          INTEGER NOT NULL,
     modseq        INTEGER NOT NULL,
     sent_at       INTEGER,
-    meta          TEXT NOT NULL              -- pochta_message::MessageMeta as JSON
+    meta          TEXT NOT NULL,             -- pochta_message::MessageMeta as JSON
+    light         TEXT NOT NULL DEFAULT ''   -- MessageMeta::light() as JSON (SEARCH, SORT, THREAD)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_uid ON messages (mailbox_id, uid);
 -- (blob_id, account_id): read_blob checks ownership with both; with blob_id alone
@@ -99,7 +100,7 @@ CREATE TABLE IF NOT EXISTS changes (
     account_id INTEGER NOT NULL,
     modseq     INTEGER NOT NULL,
     kind       INTEGER NOT NULL,             -- 1 email, 2 mailbox
-    op         INTEGER NOT NULL,             -- 1 created, 2 updated, 3 destroyed
+    op         INTEGER NOT NULL,             -- 1 created, 2 updated, 3 destroyed, 4 left a mailbox (moved; IMAP only)
     object_id  INTEGER NOT NULL,
     mailbox_id INTEGER,
     uid        INTEGER,
@@ -133,15 +134,36 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let res = conn
-        .execute_batch(SCHEMA)
-        .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")));
+    let res = (|| -> rusqlite::Result<()> {
+        conn.execute_batch(SCHEMA)?;
+        if version == 1 {
+            upgrade_1_to_2(conn)?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+    })();
     match res {
         Ok(()) => conn.execute_batch("COMMIT")?,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.into());
         }
+    }
+    Ok(())
+}
+
+/// Schema 2 adds `messages.light`, filled from the stored metadata.
+fn upgrade_1_to_2(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ALTER TABLE messages ADD COLUMN light TEXT NOT NULL DEFAULT ''")?;
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT id, meta FROM messages")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare("UPDATE messages SET light = ?2 WHERE id = ?1")?;
+    for (id, meta) in rows {
+        let light = pochta_message::MessageMeta::from_json(meta.as_bytes())
+            .map(|m| m.light().to_json())
+            .unwrap_or_default();
+        update.execute(rusqlite::params![id, light])?;
     }
     Ok(())
 }
