@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Interop tests: the real `pochta` binary against a real third-party client (swaks).
+# Interop tests: the real `pochta` binary against real third-party clients (swaks
+# for SMTP; fetchmail, getmail6, curl and python's poplib for POP3).
 #
 #   tests/interop/run.sh [PATH-TO-POCHTA]        (default: target/release/pochta)
 #
 # Starts `pochta serve` on free loopback ports with a temporary config and data
 # directory, creates accounts with the `pochta user`/`pochta alias` CLI, then runs
 # swaks against the MX, submission (STARTTLS) and submissions (implicit TLS)
-# listeners. Every check prints PASS or FAIL with a reason; a failing check also
-# prints the swaks transcript. What was delivered is verified in the store itself
-# (store.sqlite3, read with python3's sqlite3 and email modules: store.py), not
-# only from the server's replies.
+# listeners, then the POP3 clients against the pop3 (STLS) and pop3s (implicit
+# TLS) listeners (pop3.sh). Every check prints PASS or FAIL with a reason; a
+# failing check also prints the client's transcript. What was delivered is
+# verified in the store itself (store.sqlite3, read with python3's sqlite3 and
+# email modules: store.py), not only from the server's replies, and what a POP3
+# client downloaded is compared with the stored bytes (fetched.py).
 #
 # Needs: swaks (with Net::SSLeay / IO::Socket::SSL for TLS, Authen::SASL is
-# optional), python3, openssl, coreutils `timeout`.
+# optional), python3, openssl, coreutils `timeout`, fetchmail, getmail (Debian:
+# getmail6), curl; as root also `runuser` and a user `nobody` (getmail will not
+# deliver as root).
 # Exit status: 0 when every check passed, 1 when one failed, 2 on a setup error.
 # KEEP_WORKDIR=1 keeps the temporary directory (config, data, logs, transcripts)
 # even on success; it is always kept after a failure.
@@ -209,7 +214,7 @@ token() { printf 'interop-%s-%s-%s' "$1" "$$" "$RANDOM$RANDOM"; }
 
 [ -x "$BIN" ] || setup_error "pochta binary not found or not executable: $BIN (build it with: cargo build --release)"
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-for tool in swaks python3 openssl timeout; do
+for tool in swaks python3 openssl timeout fetchmail getmail curl; do
     command -v "$tool" >/dev/null || setup_error "$tool is not installed"
 done
 SUPPORT=$(swaks --support 2>&1)
@@ -229,6 +234,7 @@ SERVER_LOG="$WORK/server.log"
 say "pochta interop tests"
 say "  binary   $BIN ($("$BIN" --version 2>&1))"
 say "  swaks    $(swaks --version 2>&1 | head -n 1)"
+say "  pop3     $(fetchmail --version 2>/dev/null | grep -m1 -o 'fetchmail release [^ +]*'); $(getmail --version 2>&1 | head -n 1); $(curl --version | head -n 1 | cut -d' ' -f1-2)"
 say "  python3  $(python3 --version 2>&1)"
 say "  work dir $WORK"
 
@@ -237,7 +243,7 @@ say "  work dir $WORK"
 free_ports() {
     python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -257,8 +263,8 @@ submission = "127.0.0.1:$SUB_PORT"
 submissions = "127.0.0.1:$SUBS_PORT"
 imap = ""
 imaps = ""
-pop3 = ""
-pop3s = ""
+pop3 = "127.0.0.1:$POP3_PORT"
+pop3s = "127.0.0.1:$POP3S_PORT"
 http = ""
 
 [limits]
@@ -277,7 +283,7 @@ port_open() {
 start_server() {
     local attempt i
     for attempt in 1 2 3; do
-        read -r MX_PORT SUB_PORT SUBS_PORT < <(free_ports) || setup_error "cannot pick free ports"
+        read -r MX_PORT SUB_PORT SUBS_PORT POP3_PORT POP3S_PORT < <(free_ports) || setup_error "cannot pick free ports"
         write_config
         RUST_LOG=info "$BIN" --config "$CONF" serve >"$SERVER_OUT" 2>"$SERVER_LOG" &
         SERVER_PID=$!
@@ -290,8 +296,10 @@ start_server() {
                 grep -q 'cannot listen' "$SERVER_LOG" && continue 2
                 setup_error "pochta serve failed to start"
             fi
-            if port_open "$MX_PORT" && port_open "$SUB_PORT" && port_open "$SUBS_PORT"; then
+            if port_open "$MX_PORT" && port_open "$SUB_PORT" && port_open "$SUBS_PORT" &&
+                port_open "$POP3_PORT" && port_open "$POP3S_PORT"; then
                 say "  server   pid $SERVER_PID; smtp 127.0.0.1:$MX_PORT, submission :$SUB_PORT, submissions :$SUBS_PORT"
+                say "           pop3 :$POP3_PORT, pop3s :$POP3S_PORT"
                 return 0
             fi
             sleep 0.1
@@ -318,6 +326,10 @@ start_server
 say ""
 
 # ---------------------------------------------------------------- the checks
+
+# The POP3 checks (fetchmail, getmail6, curl, poplib): pop3_checks.
+# shellcheck source=tests/interop/pop3.sh
+. "$HERE/pop3.sh"
 
 check_started() {
     [ -s "$CERT" ] || fail "no certificate at $CERT" || return 1
@@ -620,6 +632,7 @@ check "refused: relaying from the MX under STARTTLS with a local sender (550 5.7
 check "refused: AUTH on the MX port, even under TLS" check_mx_no_auth
 check "refused: unknown local user on the MX (550 5.1.1)" check_mx_unknown_user
 check "refused: sending as another user's address (553 5.7.1)" check_sender_not_owned
+pop3_checks
 check "CLI: user list message counts match the store" check_user_list_counts
 check "server exits 0 on SIGTERM" check_graceful_shutdown
 

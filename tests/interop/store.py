@@ -16,6 +16,16 @@ Subcommands (DB is the path of store.sqlite3, ADDRESS an account address):
   attachment DB ADDRESS TOKEN FILE
                              checks that the message holding TOKEN carries an
                              attachment whose decoded bytes equal FILE's bytes
+  blob DB ADDRESS TOKEN|#N   writes the raw bytes of the first message holding
+                             TOKEN (or of the N-th INBOX message, from 1, with
+                             "#N") to stdout, unchanged
+  save DB ADDRESS DIR TOKEN...
+                             the INBOX holds exactly one message per TOKEN and
+                             nothing else; writes each one's raw bytes to
+                             DIR/TOKEN.eml (the copies POP3 clients must match)
+  list DB ADDRESS            one line per INBOX message, oldest first, as POP3
+                             numbers them: "N SIZE UIDL" (the stored size, the
+                             message id as 12 hex digits, like pochta's UIDL)
 
 Every subcommand prints its result on stdout; failures print a one-line reason
 and exit with status 1 (2 for usage or database errors).
@@ -37,8 +47,8 @@ def connect(path):
     return conn
 
 
-def inbox_blobs(conn, address):
-    """The raw bytes of every message in ADDRESS's INBOX, oldest first."""
+def inbox_rows(conn, address):
+    """(id, size, raw bytes) of every message in ADDRESS's INBOX, oldest first."""
     row = conn.execute(
         "SELECT id FROM accounts WHERE address = ?", (address.lower(),)
     ).fetchone()
@@ -53,11 +63,16 @@ def inbox_blobs(conn, address):
         raise LookupError(f"account {address!r} has no INBOX")
     inbox_id = row[0]
     rows = conn.execute(
-        "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
+        "SELECT m.id, m.size, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
         " WHERE m.account_id = ? AND m.mailbox_id = ? ORDER BY m.uid",
         (account_id, inbox_id),
     ).fetchall()
-    return [bytes(r[0]) for r in rows]
+    return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+
+def inbox_blobs(conn, address):
+    """The raw bytes of every message in ADDRESS's INBOX, oldest first."""
+    return [data for _, _, data in inbox_rows(conn, address)]
 
 
 def with_token(blobs, token):
@@ -102,6 +117,21 @@ def cmd_attachment(conn, address, token, path):
     )
 
 
+def cmd_save(conn, address, directory, tokens):
+    blobs = inbox_blobs(conn, address)
+    if len(blobs) != len(tokens):
+        return f"{address}'s INBOX has {len(blobs)} messages, expected {len(tokens)}"
+    for token in tokens:
+        found = with_token(blobs, token)
+        if len(found) != 1:
+            return f"{len(found)} messages in {address}'s INBOX contain {token!r}, expected 1"
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"{token}.eml"), "wb") as f:
+            f.write(found[0])
+    print(f"{address}: {len(tokens)} messages saved in {directory}")
+    return None
+
+
 def main(argv):
     if len(argv) < 4:
         print(__doc__, file=sys.stderr)
@@ -128,6 +158,33 @@ def main(argv):
                     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
                     for value in msg.get_all(rest[1]) or []:
                         print(" ".join(str(value).split()))
+                elif cmd == "blob":
+                    if rest[0].startswith("#"):
+                        blobs = inbox_blobs(conn, address)
+                        n = int(rest[0][1:])
+                        if not 1 <= n <= len(blobs):
+                            raise LookupError(
+                                f"{address}'s INBOX has {len(blobs)} messages, no #{n}"
+                            )
+                        raw = blobs[n - 1]
+                    else:
+                        raw = one_with_token(conn, address, rest[0])
+                    sys.stdout.buffer.write(raw)
+                    sys.stdout.buffer.flush()
+                elif cmd == "save":
+                    reason = cmd_save(conn, address, rest[0], rest[1:])
+                    if reason:
+                        print(reason)
+                        return 1
+                elif cmd == "list":
+                    for n, (mid, size, data) in enumerate(inbox_rows(conn, address), 1):
+                        if size != len(data):
+                            print(
+                                f"message {n} (id {mid}): size column {size},"
+                                f" blob has {len(data)} bytes"
+                            )
+                            return 1
+                        print(f"{n} {size} {mid:012x}")
                 elif cmd == "attachment":
                     reason = cmd_attachment(conn, address, rest[0], rest[1])
                     if reason:

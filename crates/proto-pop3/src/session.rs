@@ -293,7 +293,7 @@ impl Session {
                     })
                     .collect();
                 self.state = State::Transaction;
-                self.ok(&format!("Logged in, {count} messages ({octets} octets)"));
+                self.ok(&format!("Logged in, {} ({octets} octets)", messages(count)));
             }
             Err(MaildropError::InUse) => {
                 self.user = None;
@@ -347,7 +347,8 @@ impl Session {
             self.stats.deleted = deleted as u32;
             let left = self.maildrop.len() - deleted;
             self.ok(&format!(
-                "pochta POP3 server signing off ({deleted} messages deleted, {left} left)"
+                "pochta POP3 server signing off ({} deleted, {left} left)",
+                messages(deleted)
             ));
         } else {
             self.err(
@@ -681,7 +682,7 @@ impl Session {
     fn list(&mut self, args: &str) {
         if args.trim().is_empty() {
             let count = self.maildrop.iter().filter(|m| !m.deleted).count();
-            self.ok(&format!("{count} messages"));
+            self.ok(&messages(count));
             let mut out = String::new();
             for (i, m) in self.maildrop.iter().enumerate().filter(|(_, m)| !m.deleted) {
                 out.push_str(&format!("{} {}\r\n", i + 1, m.entry.size));
@@ -753,7 +754,16 @@ impl Session {
         }
         let count = self.maildrop.len();
         let octets: u64 = self.maildrop.iter().map(|m| m.entry.size).sum();
-        self.ok(&format!("{count} messages ({octets} octets)"));
+        self.ok(&format!("{} ({octets} octets)", messages(count)));
+    }
+}
+
+/// "1 message", "2 messages".
+fn messages(n: usize) -> String {
+    if n == 1 {
+        "1 message".into()
+    } else {
+        format!("{n} messages")
     }
 }
 

@@ -289,7 +289,7 @@ S: +OK 2 80
 C: NOOP
 S: +OK
 C: QUIT
-S: +OK pochta POP3 server signing off (1 messages deleted, 2 left)
+S: +OK pochta POP3 server signing off (1 message deleted, 2 left)
 !closed
 "
         ),
@@ -378,7 +378,7 @@ S: +OK Logged in, 3 messages (103 octets)
 S: +OK 3 103
 S: +OK 1 u100
 S: +OK Message 2 deleted
-S: +OK pochta POP3 server signing off (1 messages deleted, 2 left)
+S: +OK pochta POP3 server signing off (1 message deleted, 2 left)
 !closed
 ",
     );
