@@ -117,10 +117,10 @@ pub struct MessageMeta {
 
 impl MessageMeta {
     /// The fields SEARCH, SORT and THREAD read over whole mailboxes: ids and
-    /// references, subjects, decoded addresses, dates (`sent_at` and the raw Date
-    /// in the envelope), size, attachment flag. The MIME tree is reduced to one
-    /// empty leaf and the rest of the envelope and the preview are dropped, so the
-    /// stored form is a few hundred bytes and decodes fast for 100 000 messages.
+    /// references, subjects, decoded addresses, the IMAP envelope (its raw Date
+    /// and address structures), dates, size, attachment flag. The MIME tree is
+    /// reduced to one empty leaf and the preview dropped, so the stored form is a
+    /// few hundred bytes and decodes fast for 100 000 messages.
     pub fn light(&self) -> MessageMeta {
         MessageMeta {
             version: self.version,
@@ -139,10 +139,7 @@ impl MessageMeta {
             bcc: self.bcc.clone(),
             preview: String::new(),
             has_attachment: self.has_attachment,
-            envelope: Envelope {
-                date: self.envelope.date.clone(),
-                ..Envelope::default()
-            },
+            envelope: self.envelope.clone(),
             body: BodyPart {
                 header_start: 0,
                 body_start: 0,

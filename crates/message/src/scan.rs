@@ -88,13 +88,11 @@ fn field_end(raw: &[u8], line_start: usize, first_len: Option<usize>) -> usize {
     }
 }
 
-/// Number of lines in `body`: line feeds, plus one for a final line without one.
+/// Number of lines in `body` (IMAP BODYSTRUCTURE line counts).
 pub(crate) fn count_lines(body: &[u8]) -> u64 {
-    let feeds = memchr::memchr_iter(b'\n', body).count() as u64;
-    match body.last() {
-        Some(b'\n') | None => feeds,
-        Some(_) => feeds + 1,
-    }
+    // Line feeds, as Dovecot counts: a part's last line, whose CRLF belongs to
+    // the next boundary (RFC 2046 §5.1.1), is not counted.
+    memchr::memchr_iter(b'\n', body).count() as u64
 }
 
 /// Unfolds and trims a raw header value: drops CR and LF, converts it to a String
@@ -148,9 +146,13 @@ mod tests {
     #[test]
     fn lines() {
         assert_eq!(count_lines(b""), 0);
-        assert_eq!(count_lines(b"a"), 1);
+        assert_eq!(
+            count_lines(b"a"),
+            0,
+            "a part's last line ends at the boundary"
+        );
         assert_eq!(count_lines(b"a\r\n"), 1);
-        assert_eq!(count_lines(b"a\r\nb"), 2);
+        assert_eq!(count_lines(b"a\r\nb"), 1);
         assert_eq!(count_lines(b"\n\n"), 2);
     }
 
