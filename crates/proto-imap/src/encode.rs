@@ -260,7 +260,7 @@ pub fn mutf7_decode(name: &[u8]) -> Option<String> {
                         bits &= (1 << nbits) - 1;
                     }
                 }
-                if bits != 0 || bytes.len() % 2 != 0 {
+                if bits != 0 || !bytes.len().is_multiple_of(2) {
                     return None;
                 }
                 for pair in bytes.chunks(2) {

@@ -14,4 +14,12 @@
 #![forbid(unsafe_code)]
 
 pub mod encode;
+pub mod fetch;
+pub mod frame;
+pub mod parse;
+pub mod search;
+pub mod session;
+pub mod sort;
+pub mod thread;
 pub mod types;
+pub mod view;

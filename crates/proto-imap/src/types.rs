@@ -13,6 +13,23 @@ pub struct Command {
     pub body: CommandBody,
 }
 
+/// Bytes that must not appear in logs (passwords, SASL responses): `Debug`
+/// prints `***` instead.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Sensitive(pub Vec<u8>);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<Vec<u8>> for Sensitive {
+    fn from(v: Vec<u8>) -> Sensitive {
+        Sensitive(v)
+    }
+}
+
 /// One message number or UID in a sequence set; `*` is the largest in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SeqNum {
@@ -481,15 +498,15 @@ pub enum CommandBody {
     Authenticate {
         /// Mechanism name as sent.
         mechanism: String,
-        /// Base64 initial response as sent.
-        initial: Option<Vec<u8>>,
+        /// Base64 initial response as sent (it carries the password for PLAIN).
+        initial: Option<Sensitive>,
     },
     /// `LOGIN user password`.
     Login {
         /// User name (astring).
         user: Vec<u8>,
         /// Password (astring).
-        password: Vec<u8>,
+        password: Sensitive,
     },
     /// `ENABLE capability...` (RFC 5161), upper-cased.
     Enable(Vec<String>),
