@@ -9,6 +9,7 @@ use pochta_addr::Address;
 use pochta_auth::{Authenticator, ThrottleConfig};
 use pochta_config::Config;
 use pochta_delivery::LocalDelivery;
+use pochta_imap::server::{ImapServer, ImapServerSettings};
 use pochta_net::tls::CertSource;
 use pochta_net::{AcceptOptions, CancellationToken, ConnLimiter, TaskTracker, accept_loop};
 use pochta_pop3::{Pop3Server, Pop3Settings};
@@ -71,6 +72,17 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             max_errors: config.limits.errors,
         },
         store.clone(),
+        auth.clone(),
+        Some(acceptor.clone()),
+    );
+    let imap = ImapServer::new(
+        ImapServerSettings {
+            hostname: config.hostname.clone(),
+            max_message_size: config.limits.message_size,
+            login_timeout: config.limits.command_timeout,
+            max_errors: config.limits.errors,
+        },
+        store.clone(),
         auth,
         Some(acceptor),
     );
@@ -91,6 +103,8 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         ),
         ("pop3", config.listen.pop3, Service::Pop3 { tls: false }),
         ("pop3s", config.listen.pop3s, Service::Pop3 { tls: true }),
+        ("imap", config.listen.imap, Service::Imap { tls: false }),
+        ("imaps", config.listen.imaps, Service::Imap { tls: true }),
     ] {
         let Some(addr) = addr else { continue };
         let listener = TcpListener::bind(addr)
@@ -108,9 +122,12 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         endpoints.push((kind, local));
         let refusal: fn(pochta_net::LimitExceeded) -> Vec<u8> = match kind {
             // Implicit TLS: nothing can be said before the handshake.
-            Service::Smtp(Listener::Submissions) | Service::Pop3 { tls: true } => |_| Vec::new(),
+            Service::Smtp(Listener::Submissions)
+            | Service::Pop3 { tls: true }
+            | Service::Imap { tls: true } => |_| Vec::new(),
             Service::Smtp(_) => pochta_smtp_in::refusal,
             Service::Pop3 { .. } => pochta_pop3::refusal,
+            Service::Imap { .. } => pochta_imap::server::refusal,
         };
         let opts = AcceptOptions {
             name: kind.name(),
@@ -131,6 +148,12 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
                 let pop3 = pop3.clone();
                 tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
                     pop3.clone().handle(tcp, peer, tls, stop.clone(), slot)
+                }));
+            }
+            Service::Imap { tls } => {
+                let imap = imap.clone();
+                tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
+                    imap.clone().handle(tcp, peer, tls, stop.clone(), slot)
                 }));
             }
         }
@@ -168,6 +191,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
 enum Service {
     Smtp(Listener),
     Pop3 { tls: bool },
+    Imap { tls: bool },
 }
 
 impl Service {
@@ -176,6 +200,8 @@ impl Service {
             Service::Smtp(l) => l.name(),
             Service::Pop3 { tls: false } => "pop3",
             Service::Pop3 { tls: true } => "pop3s",
+            Service::Imap { tls: false } => "imap",
+            Service::Imap { tls: true } => "imaps",
         }
     }
 }
@@ -229,17 +255,15 @@ fn print_banner(
             Service::Smtp(Listener::Submissions) => "submission (implicit TLS, AUTH PLAIN/LOGIN)",
             Service::Pop3 { tls: false } => "POP3 (STLS, then USER/PASS or AUTH)",
             Service::Pop3 { tls: true } => "POP3 (implicit TLS)",
+            Service::Imap { tls: false } => "IMAP (STARTTLS, then LOGIN or AUTHENTICATE)",
+            Service::Imap { tls: true } => "IMAP (implicit TLS)",
         };
         println!("  {:<12} {addr:<22} {what}", kind.name());
     }
-    let later: Vec<String> = [
-        ("imap", config.listen.imap),
-        ("imaps", config.listen.imaps),
-        ("http", config.listen.http),
-    ]
-    .iter()
-    .filter_map(|(n, a)| a.map(|a| format!("{n} {a}")))
-    .collect();
+    let later: Vec<String> = [("http", config.listen.http)]
+        .iter()
+        .filter_map(|(n, a)| a.map(|a| format!("{n} {a}")))
+        .collect();
     if !later.is_empty() {
         println!(
             "  configured, not served by this version yet: {}",

@@ -21,6 +21,8 @@ pub struct Ports {
     pub submissions: u16,
     pub pop3: u16,
     pub pop3s: u16,
+    pub imap: u16,
+    pub imaps: u16,
 }
 
 /// A running `pochta serve`, killed when dropped.
@@ -44,13 +46,19 @@ submission = "127.0.0.1:{}"
 submissions = "127.0.0.1:{}"
 pop3 = "127.0.0.1:{}"
 pop3s = "127.0.0.1:{}"
-imap = ""
-imaps = ""
+imap = "127.0.0.1:{}"
+imaps = "127.0.0.1:{}"
 http = ""
 
 {extra}
 "#,
-        ports.smtp, ports.submission, ports.submissions, ports.pop3, ports.pop3s
+        ports.smtp,
+        ports.submission,
+        ports.submissions,
+        ports.pop3,
+        ports.pop3s,
+        ports.imap,
+        ports.imaps
     )
 }
 
@@ -82,6 +90,8 @@ impl Server {
             submissions: 0,
             pop3: 0,
             pop3s: 0,
+            imap: 0,
+            imaps: 0,
         };
         std::fs::write(&config, config_text(&zero, extra)).expect("write config");
         let mut s = Server {
@@ -123,6 +133,8 @@ impl Server {
             submissions: port("submissions"),
             pop3: port("pop3"),
             pop3s: port("pop3s"),
+            imap: port("imap"),
+            imaps: port("imaps"),
         }
     }
 
@@ -237,6 +249,11 @@ impl Server {
     /// Runs `tests/py/smtp_tool.py ARGS` and returns its output.
     pub fn py(&self, args: &[&str]) -> Output {
         python(args)
+    }
+
+    /// Runs `tests/py/imap_tool.py ARGS` and returns its output.
+    pub fn imap(&self, args: &[&str]) -> Output {
+        python_tool("imap_tool.py", args)
     }
 
     /// Runs `tests/py/pop3_tool.py ARGS` and returns its output.

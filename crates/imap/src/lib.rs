@@ -4,4 +4,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod exec;
+pub mod fetch;
+pub mod mailboxes;
+pub mod messages;
 pub mod names;
+pub mod search;
+pub mod select;
+pub mod selected;
+pub mod server;
+pub mod transport;
