@@ -2,7 +2,7 @@
 
 use pochta_proto_imap::encode;
 use pochta_proto_imap::types::*;
-use pochta_store::{ChangeOp, Flags, ObjectKind, Role, Uid};
+use pochta_store::{ChangeOp, ObjectKind, Role, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output, write_flags_fetch};
 use crate::mailboxes::mailbox_object_id;
@@ -59,13 +59,11 @@ impl Executor {
         b.extend_from_slice(format!("* {} EXISTS\r\n", sel.exists()).as_bytes());
         if !self.enabled.rev2 {
             b.extend_from_slice(b"* 0 RECENT\r\n");
-            if mailbox.unseen > 0 {
-                let all = self.store.messages(account, mailbox.id).await?;
-                if let Some(pos) = all.iter().position(|m| !m.flags.contains(Flags::SEEN)) {
-                    b.extend_from_slice(
-                        format!("* OK [UNSEEN {}] First unseen\r\n", pos + 1).as_bytes(),
-                    );
-                }
+            if mailbox.unseen > 0
+                && let Some(uid) = self.store.first_unseen(account, mailbox.id).await?
+                && let Some(msn) = sel.msn(uid)
+            {
+                b.extend_from_slice(format!("* OK [UNSEEN {msn}] First unseen\r\n").as_bytes());
             }
         }
         b.extend_from_slice(
@@ -166,8 +164,8 @@ impl Executor {
             encode::sequence_set(&mut out.buf, &vanished);
             out.buf.extend_from_slice(b"\r\n");
         }
-        let all = self.store.messages(account, sel.id).await?;
-        for m in all.iter().filter(|m| m.modseq > q.modseq) {
+        let changed = self.store.changed_since(account, sel.id, q.modseq).await?;
+        for m in &changed {
             if let Some(msn) = sel.msn(m.uid) {
                 write_flags_fetch(&mut out.buf, msn, m, true);
             }
@@ -179,14 +177,13 @@ impl Executor {
         let Some(sel) = self.selected.take() else {
             return Err(Fail::Bad("No mailbox selected".into()));
         };
-        if expunge && !sel.read_only {
+        if expunge && !sel.read_only && sel_deleted(&self.store, self.account.id, sel.id).await? {
             let ids: Vec<u64> = self
                 .store
-                .messages(self.account.id, sel.id)
+                .deleted(self.account.id, sel.id)
                 .await?
                 .into_iter()
-                .filter(|m| m.flags.contains(Flags::DELETED))
-                .map(|m| m.id)
+                .map(|(_, id)| id)
                 .collect();
             if !ids.is_empty() {
                 self.store.expunge(self.account.id, &ids).await?;
@@ -219,24 +216,24 @@ impl Executor {
                 "Mailbox is read-only".into(),
             ));
         }
-        let candidates: Vec<Uid> = match &set {
-            Some(s) => sel.resolve(s, true),
-            None => sel.uids().to_vec(),
-        };
-        let ranges = to_ranges(&candidates);
-        let summaries = self.store.messages_by_uid(account, sel.id, &ranges).await?;
-        let doomed: Vec<_> = summaries
-            .iter()
-            .filter(|m| {
-                m.flags.contains(Flags::DELETED) && candidates.binary_search(&m.uid).is_ok()
-            })
+        if !sel_deleted(&self.store, account, sel.id).await? {
+            return Ok((None, "EXPUNGE completed".into()));
+        }
+        // Only messages with \Deleted are read, and only those the client knows.
+        let only: Option<Vec<Uid>> = set.as_ref().map(|s| sel.resolve(s, true));
+        let doomed: Vec<(Uid, u64)> = self
+            .store
+            .deleted(account, sel.id)
+            .await?
+            .into_iter()
+            .filter(|(u, _)| sel.msn(*u).is_some())
+            .filter(|(u, _)| only.as_ref().is_none_or(|o| o.binary_search(u).is_ok()))
             .collect();
         if doomed.is_empty() {
             return Ok((None, "EXPUNGE completed".into()));
         }
-        let ids: Vec<u64> = doomed.iter().map(|m| m.id).collect();
-        let mut uids: Vec<Uid> = doomed.iter().map(|m| m.uid).collect();
-        uids.sort_unstable();
+        let ids: Vec<u64> = doomed.iter().map(|(_, id)| *id).collect();
+        let uids: Vec<Uid> = doomed.iter().map(|(u, _)| *u).collect();
         let modseq = self.store.expunge(account, &ids).await?;
         sel.own(modseq);
         if vanished {
@@ -261,6 +258,21 @@ impl Executor {
         }
         Ok((None, "EXPUNGE completed".into()))
     }
+}
+
+/// True when the mailbox's counter says some message has `\Deleted`: the
+/// common case of none costs no scan.
+async fn sel_deleted(
+    store: &std::sync::Arc<dyn pochta_store::Store>,
+    account: u64,
+    mailbox: u64,
+) -> Result<bool, Fail> {
+    Ok(store
+        .mailboxes(account)
+        .await?
+        .iter()
+        .find(|m| m.id == mailbox)
+        .is_some_and(|m| m.deleted > 0))
 }
 
 /// Compresses sorted UIDs into inclusive ranges for the store.

@@ -154,6 +154,22 @@ pub trait Store: Send + Sync + 'static {
         mailbox: MailboxId,
         ranges: &[(Uid, Uid)],
     ) -> Result<Vec<MessageSummary>>;
+    /// The lowest UID of a mailbox's messages without `\Seen` (IMAP4rev1's
+    /// `[UNSEEN n]`), found without reading every message into memory.
+    async fn first_unseen(&self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>>;
+    /// `(UID, id)` of the messages of a mailbox with `\Deleted`, for EXPUNGE.
+    async fn deleted(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(Uid, MessageId)>>;
+    /// Messages of a mailbox changed after `modseq`, in UID order (QRESYNC).
+    async fn changed_since(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        modseq: ModSeq,
+    ) -> Result<Vec<MessageSummary>>;
     /// Several messages with their full metadata (missing ids are skipped).
     async fn records(&self, account: AccountId, ids: &[MessageId]) -> Result<Vec<MessageRecord>>;
     /// Every message of a mailbox with its light metadata (`MessageMeta::light`),

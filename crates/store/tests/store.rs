@@ -947,3 +947,54 @@ async fn schema_1_databases_are_upgraded() {
         .unwrap();
     assert_eq!(v, 2);
 }
+
+#[tokio::test]
+async fn targeted_queries_for_unseen_deleted_and_changed() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            store
+                .deliver(delivery(
+                    message(&format!("q{i}"), ""),
+                    vec![DeliveryTarget::inbox(a.id)],
+                ))
+                .await
+                .unwrap()[0]
+                .id,
+        );
+    }
+    let ib = inbox(&store, a.id).await;
+    store
+        .update_flags(a.id, &ids[..2], FlagChange::Add(Flags::SEEN, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.first_unseen(a.id, ib.id).await.unwrap(), Some(3));
+    let before = store.state(a.id).await.unwrap();
+    store
+        .update_flags(
+            a.id,
+            &[ids[1], ids[3]],
+            FlagChange::Add(Flags::DELETED, vec![]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.deleted(a.id, ib.id).await.unwrap(),
+        vec![(2, ids[1]), (4, ids[3])]
+    );
+    let changed: Vec<u32> = store
+        .changed_since(a.id, ib.id, before)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(changed, vec![2, 4]);
+    store
+        .update_flags(a.id, &ids, FlagChange::Add(Flags::SEEN, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.first_unseen(a.id, ib.id).await.unwrap(), None);
+}

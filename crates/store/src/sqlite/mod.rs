@@ -283,6 +283,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn first_unseen(&self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>> {
+        self.read(move |c| ops::first_unseen(c, account, mailbox))
+            .await
+    }
+
+    async fn deleted(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<(Uid, MessageId)>> {
+        self.read(move |c| ops::deleted(c, account, mailbox)).await
+    }
+
+    async fn changed_since(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        modseq: ModSeq,
+    ) -> Result<Vec<MessageSummary>> {
+        self.read(move |c| ops::changed_since(c, account, mailbox, modseq))
+            .await
+    }
+
     async fn records(&self, account: AccountId, ids: &[MessageId]) -> Result<Vec<MessageRecord>> {
         let ids = ids.to_vec();
         self.read(move |c| ops::records(c, account, &ids)).await

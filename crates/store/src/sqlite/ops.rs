@@ -1428,6 +1428,46 @@ pub fn messages_by_uid(
     Ok(out)
 }
 
+pub fn first_unseen(c: &Connection, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>> {
+    // The scan stays inside SQLite (no rows are built); flags are in the row.
+    Ok(c.prepare_cached(
+        "SELECT MIN(uid) FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 AND (flags & 1) = 0",
+    )?
+    .query_row(params![mailbox as i64, account as i64], |r| r.get::<_, Option<i64>>(0))?
+    .map(|u| u as u32))
+}
+
+pub fn deleted(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<(Uid, MessageId)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT uid, id FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 AND (flags & 8) != 0 ORDER BY uid",
+    )?;
+    let rows = stmt.query_map(params![mailbox as i64, account as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn changed_since(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    modseq: ModSeq,
+) -> Result<Vec<MessageSummary>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS} FROM messages
+         WHERE mailbox_id = ?1 AND account_id = ?2 AND modseq > ?3 ORDER BY uid"
+    ))?;
+    let rows = stmt.query_map(
+        params![mailbox as i64, account as i64, modseq as i64],
+        summary_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 pub fn records(
     c: &Connection,
     account: AccountId,
