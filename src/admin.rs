@@ -22,6 +22,17 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Storage quota, e.g. 2G or 500M (none by default).
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<String>,
+    },
+    /// Set an account's storage quota (`none` removes it). Delivery, IMAP APPEND
+    /// and COPY respect it; IMAP clients see it with GETQUOTA.
+    Quota {
+        /// The account's address.
+        address: String,
+        /// The limit, e.g. 2G, 500M, or none.
+        size: String,
     },
     /// List accounts with their message counts and sizes.
     List,
@@ -115,8 +126,10 @@ pub async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add {
             address,
             password_stdin,
+            quota,
         } => {
             let address = local_address(config, &address)?;
+            let quota = quota.as_deref().map(parse_quota).transpose()?.flatten();
             let password = read_password(password_stdin)?;
             let hash = pochta_auth::hash_password(&password)?;
             let store = open(config)?;
@@ -124,7 +137,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                 .create_account(NewAccount {
                     address: address.clone(),
                     password_hash: hash,
-                    quota: None,
+                    quota,
                 })
                 .await
                 .map_err(describe)?;
@@ -140,14 +153,36 @@ pub async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            println!("{:<40} {:>9} {:>12}", "ADDRESS", "MESSAGES", "SIZE");
+            println!(
+                "{:<40} {:>9} {:>12} {:>12}",
+                "ADDRESS", "MESSAGES", "SIZE", "QUOTA"
+            );
             for a in accounts {
+                let quota = a
+                    .account
+                    .quota
+                    .map(human_size)
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<40} {:>9} {:>12}",
+                    "{:<40} {:>9} {:>12} {:>12}",
                     a.account.address.to_string(),
                     a.messages,
-                    human_size(a.size)
+                    human_size(a.size),
+                    quota
                 );
+            }
+        }
+        UserCommand::Quota { address, size } => {
+            let address = Address::parse(&address)
+                .with_context(|| format!("{address:?} is not a valid address"))?;
+            let limit = parse_quota(&size)?;
+            open(config)?
+                .set_quota(&address, limit)
+                .await
+                .map_err(describe)?;
+            match limit {
+                Some(l) => println!("quota of {address}: {}", human_size(l)),
+                None => println!("quota of {address} removed"),
             }
         }
         UserCommand::Del { address } => {
@@ -222,6 +257,16 @@ pub async fn alias(config: &Config, cmd: AliasCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `none` or a size.
+fn parse_quota(text: &str) -> anyhow::Result<Option<u64>> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    pochta_config::parse_size(text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("quota {text:?}: {e}"))
 }
 
 /// Sizes as people read them (binary units).

@@ -217,3 +217,79 @@ fn serve_prints_endpoints_and_the_first_user_command() {
         "{banner}"
     );
 }
+
+#[test]
+fn quotas_are_set_by_the_cli_and_respected_by_smtp_and_imap() {
+    let server = Server::start();
+    let out = server.cli(
+        &[
+            "user",
+            "add",
+            "bob@localhost",
+            "--password-stdin",
+            "--quota",
+            "4k",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = format!(
+        "Subject: sized\r\n\r\n{}",
+        format!("{}\r\n", "x".repeat(98)).repeat(25)
+    );
+    let file = write_file(server.dir.path(), "q.eml", body.as_bytes());
+    let port = server.ports.smtp.to_string();
+    let send = || {
+        json(&server.py(&[
+            "send",
+            "--port",
+            &port,
+            "--from",
+            "a@remote.example",
+            "--to",
+            "bob@localhost",
+            "--file",
+            file.to_str().unwrap(),
+        ]))
+    };
+    assert_eq!(send()["ok"], true, "the first message fits");
+    let r = send();
+    assert_eq!(r["code"], 452, "the second does not: {r}");
+    assert!(r["message"].as_str().unwrap().starts_with("4.2.2"), "{r}");
+    // Now the mailbox is over its quota: refused at RCPT already.
+    let r = json(&server.py(&[
+        "script",
+        "--port",
+        &port,
+        "--line",
+        "EHLO c",
+        "--line",
+        "MAIL FROM:<a@remote.example>",
+        "--line",
+        "RCPT TO:<bob@localhost>",
+    ]));
+    assert_eq!(
+        r["replies"][2][0], 250,
+        "2.5k of 4k used: still accepted at RCPT: {r}"
+    );
+    let list = server.cli(&["user", "list"], None);
+    assert!(stdout(&list).contains("4.0 KiB"), "{}", stdout(&list));
+    let imap = server.ports.imaps.to_string();
+    let r = json(&server.imap(&[
+        "raw",
+        "--port",
+        &imap,
+        "--security",
+        "tls",
+        "--user",
+        "bob@localhost",
+        "--password",
+        PASSWORD,
+        "--line",
+        "GETQUOTAROOT INBOX",
+    ]));
+    assert_eq!(r["responses"][1][1], "* QUOTA \"\" (STORAGE 3 4)", "{r}");
+    let out = server.cli(&["user", "quota", "bob@localhost", "none"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(send()["ok"], true, "no quota, no limit");
+}

@@ -11,6 +11,12 @@
 
 mod units;
 
+/// Parses a size as the config file writes it (`"50M"`, `"512k"`, `1048576`), for
+/// command-line options that take sizes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    units::parse_size(text)
+}
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -30,6 +30,8 @@ pub enum RecipientCheck {
     UnknownUser,
     /// Not one of our domains.
     NotLocal,
+    /// A local account that is at or over its quota.
+    OverQuota,
     /// The directory could not be asked; try again later.
     TempFail,
 }
@@ -116,7 +118,18 @@ impl LocalDelivery {
             return RecipientCheck::NotLocal;
         }
         match self.store.resolve(address).await {
-            Ok(Resolution::Accounts(_)) => RecipientCheck::Local,
+            Ok(Resolution::Accounts(ids)) => {
+                // One full mailbox among an alias's targets refuses the alias:
+                // accepting would fail the whole delivery later.
+                for id in ids {
+                    if let Ok(q) = self.store.quota(id).await
+                        && q.limit.is_some_and(|l| q.used >= l)
+                    {
+                        return RecipientCheck::OverQuota;
+                    }
+                }
+                RecipientCheck::Local
+            }
             Ok(Resolution::Unknown) => RecipientCheck::UnknownUser,
             Err(e) => {
                 tracing::warn!(error = %e, "recipient lookup failed");

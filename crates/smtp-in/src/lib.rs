@@ -279,6 +279,12 @@ impl SmtpServer {
                     let verdict = match self.delivery.check_recipient(&address).await {
                         RecipientCheck::Local => RcptVerdict::Accept,
                         RecipientCheck::UnknownUser => RcptVerdict::UnknownUser,
+                        // RFC 3463 X.2.2, temporary: the user may make room.
+                        RecipientCheck::OverQuota => RcptVerdict::Reject(Reply::new(
+                            452,
+                            "4.2.2",
+                            format!("<{address}>: mailbox full"),
+                        )),
                         RecipientCheck::TempFail => RcptVerdict::TempFail,
                         RecipientCheck::NotLocal if listener == Listener::Mx => {
                             RcptVerdict::RelayDenied
@@ -368,6 +374,9 @@ impl SmtpServer {
             }
             Err(DeliveryError::NoRecipients) => {
                 DeliveryVerdict::Reject(Reply::new(550, "5.1.1", "No recipient exists any more"))
+            }
+            Err(DeliveryError::Store(StoreError::OverQuota)) => {
+                DeliveryVerdict::Reject(Reply::new(452, "4.2.2", "Mailbox full"))
             }
             Err(DeliveryError::Store(StoreError::Full)) => {
                 tracing::error!("delivery failed: storage full");
