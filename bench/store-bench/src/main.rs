@@ -182,6 +182,7 @@ fn delivery(raw: Vec<u8>, account: AccountId) -> Delivery {
         meta,
         internal_date: now_secs(),
         targets: vec![DeliveryTarget::inbox(account)],
+        outbound: None,
     }
 }
 
