@@ -205,6 +205,7 @@ impl LocalDelivery {
                 meta,
                 internal_date: now.unix_timestamp(),
                 targets,
+                outbound: None,
             })
             .await?;
         Ok(Delivered {

@@ -237,6 +237,7 @@ impl Executor {
                         flags,
                         keywords,
                     }],
+                    outbound: None,
                 })
                 .await;
             match result {

@@ -184,6 +184,36 @@ pub trait Store: Send + Sync + 'static {
     /// Sets (or with `None` removes) an account's storage limit in octets.
     async fn set_quota(&self, address: &Address, limit: Option<u64>) -> Result<()>;
 
+    // ---- the outbound queue ----
+
+    /// Leases up to `limit` recipients due at `now` for an attempt lasting at most
+    /// `lease` seconds (other workers skip them meanwhile); grouped per message.
+    async fn queue_due(&self, now: i64, limit: usize, lease: i64) -> Result<Vec<QueuedMessage>>;
+    /// Records the outcomes of an attempt and ends the leases; with `dsn`, the
+    /// delivery-status notification is delivered in the same transaction. A
+    /// message whose recipients are all final leaves the queue.
+    async fn queue_record(
+        &self,
+        outcomes: Vec<(u64, AttemptOutcome)>,
+        dsn: Option<Delivery>,
+    ) -> Result<()>;
+    /// Every queued message with all its recipients, oldest first.
+    async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
+    /// One queued message.
+    async fn queue_get(&self, id: u64) -> Result<Option<QueuedMessage>>;
+    /// The bytes of a queued message.
+    async fn queue_blob(&self, id: u64) -> Result<Vec<u8>>;
+    /// Makes the waiting recipients of one message (or of all) due now; returns how many.
+    async fn queue_retry(&self, id: Option<u64>) -> Result<u64>;
+    /// Removes a message from the queue without delivering it.
+    async fn queue_delete(&self, id: u64) -> Result<()>;
+    /// Notes that a delay warning was sent for a message.
+    async fn queue_mark_warned(&self, id: u64) -> Result<()>;
+    /// Ends every lease (at startup: attempts of a previous run are over).
+    async fn queue_release_leases(&self) -> Result<u64>;
+    /// When the next waiting recipient is due, if any.
+    async fn queue_next_due(&self) -> Result<Option<i64>>;
+
     // ---- the change log ----
 
     /// The account's current state (its latest [`ModSeq`]).

@@ -289,7 +289,8 @@ impl DeliveryTarget {
     }
 }
 
-/// A message to store once and file into one or more mailboxes, all in one transaction.
+/// A message to store once and file into one or more mailboxes and/or the
+/// outbound queue, all in one transaction.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The complete message as it will be served (trace headers included).
@@ -300,6 +301,145 @@ pub struct Delivery {
     pub internal_date: i64,
     /// Where it goes. Duplicate accounts are the caller's business.
     pub targets: Vec<DeliveryTarget>,
+    /// Remote recipients, to be relayed by the queue.
+    pub outbound: Option<Outbound>,
+}
+
+/// DSN notification conditions (RFC 3461 NOTIFY), as bits.
+pub mod dsn_notify {
+    /// NOTIFY=SUCCESS.
+    pub const SUCCESS: u8 = 1;
+    /// NOTIFY=FAILURE.
+    pub const FAILURE: u8 = 2;
+    /// NOTIFY=DELAY.
+    pub const DELAY: u8 = 4;
+    /// NOTIFY=NEVER.
+    pub const NEVER: u8 = 8;
+}
+
+/// The outbound part of a delivery: who it is relayed to, and how.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The envelope sender (`None` for `<>`).
+    pub mail_from: Option<Address>,
+    /// Remote recipients.
+    pub recipients: Vec<OutboundRecipient>,
+    /// RFC 3461 ENVID.
+    pub envid: Option<String>,
+    /// RET=FULL (true) or HDRS.
+    pub ret_full: bool,
+    /// The submitting account, if any.
+    pub account: Option<AccountId>,
+    /// When to give up (Unix seconds).
+    pub expires_at: i64,
+    /// The message needs SMTPUTF8 from the next hop.
+    pub smtputf8: bool,
+    /// The message has 8-bit content.
+    pub eightbit: bool,
+}
+
+/// One remote recipient of a queued message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecipient {
+    /// The address.
+    pub address: Address,
+    /// RFC 3461 ORCPT (`rfc822;addr`), if given.
+    pub orcpt: Option<String>,
+    /// [`dsn_notify`] bits; 0 when not given.
+    pub notify: u8,
+}
+
+/// Where a queued recipient stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueState {
+    /// Waiting for (another) attempt.
+    Queued,
+    /// Accepted by the next hop.
+    Delivered,
+    /// Failed for good (permanent error or expired).
+    Failed,
+}
+
+/// A queued recipient, for delivery and administration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRecipient {
+    /// Its id.
+    pub id: u64,
+    /// The address.
+    pub address: Address,
+    /// RFC 3461 ORCPT.
+    pub orcpt: Option<String>,
+    /// [`dsn_notify`] bits.
+    pub notify: u8,
+    /// State.
+    pub state: QueueState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix seconds).
+    pub next_attempt: i64,
+    /// What went wrong last time.
+    pub last_error: Option<String>,
+    /// The remote MTA of the last attempt.
+    pub remote: Option<String>,
+}
+
+/// A queued message with its recipients (all, or those of one job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// Queue id.
+    pub id: u64,
+    /// Its bytes.
+    pub blob_id: BlobId,
+    /// Envelope sender (`None` for `<>`).
+    pub mail_from: Option<Address>,
+    /// RFC 3461 ENVID.
+    pub envid: Option<String>,
+    /// RET=FULL.
+    pub ret_full: bool,
+    /// The submitting account.
+    pub account: Option<AccountId>,
+    /// When it was queued.
+    pub created_at: i64,
+    /// When it expires.
+    pub expires_at: i64,
+    /// A delay warning was sent.
+    pub warned: bool,
+    /// Octets.
+    pub size: u64,
+    /// Needs SMTPUTF8.
+    pub smtputf8: bool,
+    /// Has 8-bit content.
+    pub eightbit: bool,
+    /// The recipients in question.
+    pub recipients: Vec<QueuedRecipient>,
+}
+
+/// The outcome of one attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The next hop accepted it.
+    Delivered {
+        /// Who.
+        remote: Option<String>,
+        /// Its reply.
+        reply: String,
+    },
+    /// Try again at `retry_at`.
+    Deferred {
+        /// When.
+        retry_at: i64,
+        /// Why.
+        error: String,
+        /// Who answered, if anyone.
+        remote: Option<String>,
+    },
+    /// Failed for good.
+    Failed {
+        /// Why.
+        error: String,
+        /// Who answered, if anyone.
+        remote: Option<String>,
+    },
 }
 
 /// Where one delivery target's copy landed.

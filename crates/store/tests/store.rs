@@ -39,6 +39,7 @@ fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
         raw,
         internal_date: 1_700_000_000,
         targets,
+        outbound: None,
     }
 }
 
@@ -945,7 +946,11 @@ async fn schema_1_databases_are_upgraded() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3, "upgraded through every version");
+    let queue: i64 = conn
+        .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queue, 0, "schema 3's queue tables exist");
 }
 
 #[tokio::test]
@@ -997,4 +1002,174 @@ async fn targeted_queries_for_unseen_deleted_and_changed() {
         .await
         .unwrap();
     assert_eq!(store.first_unseen(a.id, ib.id).await.unwrap(), None);
+}
+
+fn outbound(rcpts: &[&str]) -> Outbound {
+    Outbound {
+        mail_from: Some(addr("alice@example.com")),
+        recipients: rcpts
+            .iter()
+            .map(|r| OutboundRecipient {
+                address: addr(r),
+                orcpt: None,
+                notify: 0,
+            })
+            .collect(),
+        envid: Some("ENV1".into()),
+        ret_full: true,
+        account: None,
+        expires_at: i64::MAX,
+        smtputf8: false,
+        eightbit: false,
+    }
+}
+
+fn blob_count(store: &SqliteStore) -> i64 {
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn local_and_remote_recipients_in_one_transaction() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let mut d = delivery(message("mixed", ""), vec![DeliveryTarget::inbox(a.id)]);
+    d.outbound = Some(outbound(&[
+        "x@remote.example",
+        "y@remote.example",
+        "z@other.example",
+    ]));
+    store.deliver(d).await.unwrap();
+    assert_eq!(inbox(&store, a.id).await.total, 1);
+    let q = store.queue_list().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].recipients.len(), 3);
+    assert_eq!(q[0].envid.as_deref(), Some("ENV1"));
+    assert_eq!(
+        blob_count(&store),
+        1,
+        "one copy of the bytes for the mailbox and the queue"
+    );
+    assert!(
+        store
+            .queue_blob(q[0].id)
+            .await
+            .unwrap()
+            .ends_with(b"body of mixed\r\n")
+    );
+}
+
+#[tokio::test]
+async fn leases_outcomes_and_leaving_the_queue() {
+    let (_d, store) = open();
+    let mut d = delivery(message("out", ""), vec![]);
+    d.outbound = Some(outbound(&["x@remote.example", "y@remote.example"]));
+    store.deliver(d).await.unwrap();
+    let now = 2_000_000_000;
+    let due = store.queue_due(now, 10, 600).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipients.len(), 2);
+    assert!(
+        store.queue_due(now, 10, 600).await.unwrap().is_empty(),
+        "leased: not handed out twice"
+    );
+    let (x, y) = (due[0].recipients[0].id, due[0].recipients[1].id);
+    store
+        .queue_record(
+            vec![
+                (
+                    x,
+                    AttemptOutcome::Delivered {
+                        remote: Some("mx.remote.example".into()),
+                        reply: "250 ok".into(),
+                    },
+                ),
+                (
+                    y,
+                    AttemptOutcome::Deferred {
+                        retry_at: now + 300,
+                        error: "451 try later".into(),
+                        remote: None,
+                    },
+                ),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let q = store.queue_get(due[0].id).await.unwrap().unwrap();
+    let ystate = q.recipients.iter().find(|r| r.id == y).unwrap();
+    assert_eq!(
+        (ystate.state, ystate.attempts, ystate.next_attempt),
+        (QueueState::Queued, 1, now + 300)
+    );
+    assert_eq!(store.queue_next_due().await.unwrap(), Some(now + 300));
+    assert!(
+        store
+            .queue_due(now + 299, 10, 600)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.queue_retry(Some(due[0].id)).await.unwrap(), 1);
+    let again = store.queue_due(now + 10_000_000, 10, 600).await.unwrap();
+    assert_eq!(again[0].recipients.len(), 1);
+    // The last recipient fails for good, with a bounce to Alice in the same transaction.
+    let a = account(&store, "alice@example.com").await;
+    let mut bounce = delivery(
+        message("Undelivered Mail", ""),
+        vec![DeliveryTarget::inbox(a.id)],
+    );
+    bounce.outbound = None;
+    store
+        .queue_record(
+            vec![(
+                y,
+                AttemptOutcome::Failed {
+                    error: "550 no such user".into(),
+                    remote: None,
+                },
+            )],
+            Some(bounce),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.queue_list().await.unwrap().is_empty(),
+        "all final: the message left the queue"
+    );
+    assert_eq!(
+        inbox(&store, a.id).await.total,
+        1,
+        "the bounce was delivered"
+    );
+    assert_eq!(blob_count(&store), 1, "only the bounce's bytes remain");
+}
+
+#[tokio::test]
+async fn leases_are_released_and_messages_deleted() {
+    let (_d, store) = open();
+    let mut d = delivery(message("out", ""), vec![]);
+    d.outbound = Some(outbound(&["x@remote.example"]));
+    store.deliver(d).await.unwrap();
+    let due = store.queue_due(i64::MAX / 2, 10, 600).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(store.queue_release_leases().await.unwrap(), 1);
+    assert_eq!(
+        store.queue_due(i64::MAX / 2, 10, 600).await.unwrap().len(),
+        1,
+        "a crashed attempt is retried"
+    );
+    store.queue_delete(due[0].id).await.unwrap();
+    assert!(store.queue_list().await.unwrap().is_empty());
+    assert_eq!(blob_count(&store), 0);
+    assert!(matches!(
+        store.queue_delete(due[0].id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.queue_retry(Some(99)).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -48,6 +48,7 @@ impl World {
                 raw,
                 internal_date: 1_790_000_000,
                 targets: vec![DeliveryTarget::inbox(account.id)],
+                outbound: None,
             })
             .await
             .unwrap();

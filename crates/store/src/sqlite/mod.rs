@@ -189,7 +189,7 @@ impl Store for SqliteStore {
     }
 
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
-        if delivery.targets.is_empty() {
+        if delivery.targets.is_empty() && delivery.outbound.is_none() {
             return Ok(Vec::new());
         }
         // Serialise outside the writer thread: it is the one resource all share.
@@ -328,6 +328,77 @@ impl Store for SqliteStore {
         let key = address.key();
         self.write(move |ctx| ops::set_quota(ctx.conn, &key, limit))
             .await
+    }
+
+    async fn queue_due(&self, now: i64, limit: usize, lease: i64) -> Result<Vec<QueuedMessage>> {
+        self.write(move |ctx| ops::queue_due(ctx.conn, now, limit, lease))
+            .await
+    }
+
+    async fn queue_record(
+        &self,
+        outcomes: Vec<(u64, AttemptOutcome)>,
+        dsn: Option<Delivery>,
+    ) -> Result<()> {
+        let dsn = dsn.map(ops::PreparedDelivery::new).transpose()?;
+        self.write(move |ctx| ops::queue_record(ctx, &outcomes, dsn))
+            .await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueuedMessage>> {
+        self.read(|c| ops::queue_list(c, None)).await
+    }
+
+    async fn queue_get(&self, id: u64) -> Result<Option<QueuedMessage>> {
+        self.read(move |c| ops::queue_list(c, Some(id)).map(|mut v| v.pop()))
+            .await
+    }
+
+    async fn queue_blob(&self, id: u64) -> Result<Vec<u8>> {
+        self.read(move |c| ops::queue_blob(c, id)).await
+    }
+
+    async fn queue_retry(&self, id: Option<u64>) -> Result<u64> {
+        self.write(move |ctx| ops::queue_retry(ctx.conn, id)).await
+    }
+
+    async fn queue_delete(&self, id: u64) -> Result<()> {
+        self.write(move |ctx| ops::queue_delete(ctx.conn, id)).await
+    }
+
+    async fn queue_mark_warned(&self, id: u64) -> Result<()> {
+        self.write(move |ctx| {
+            ctx.conn
+                .execute("UPDATE queue SET warned = 1 WHERE id = ?1", [id as i64])
+                .map(|_| ())
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn queue_release_leases(&self) -> Result<u64> {
+        self.write(|ctx| {
+            ctx.conn
+                .execute(
+                    "UPDATE queue_rcpt SET lease_until = 0 WHERE lease_until != 0",
+                    [],
+                )
+                .map(|n| n as u64)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_rcpt WHERE state = 0",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(StoreError::from)
+        })
+        .await
     }
 
     async fn state(&self, account: AccountId) -> Result<ModSeq> {

@@ -722,9 +722,13 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
     let c = ctx.conn;
     let d = &p.delivery;
     let size = d.raw.len() as u64;
+    let refs = d.targets.len() + usize::from(d.outbound.is_some());
     c.prepare_cached("INSERT INTO blobs (refs, size, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![d.targets.len() as i64, size as i64, d.raw])?;
+        .execute(params![refs as i64, size as i64, d.raw])?;
     let blob = c.last_insert_rowid();
+    if let Some(o) = &d.outbound {
+        enqueue(c, blob, size, o)?;
+    }
     let mut out = Vec::with_capacity(d.targets.len());
     for t in &d.targets {
         let mailbox = target_mailbox(c, t.account, &t.mailbox)?;
@@ -1505,4 +1509,235 @@ pub fn light_records(
         out.push(MessageRecord { summary, meta });
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------- outbound queue
+
+fn enqueue(c: &Connection, blob: i64, size: u64, o: &Outbound) -> Result<()> {
+    let now = now();
+    c.prepare_cached(
+        "INSERT INTO queue (blob_id, mail_from, envid, ret_full, account_id, created_at, expires_at, size, smtputf8, eightbit)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        blob,
+        o.mail_from.as_ref().map(|a| a.to_smtp()).unwrap_or_default(),
+        o.envid,
+        o.ret_full,
+        o.account.map(|a| a as i64),
+        now,
+        o.expires_at,
+        size as i64,
+        o.smtputf8,
+        o.eightbit,
+    ])?;
+    let queue_id = c.last_insert_rowid();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO queue_rcpt (queue_id, address, domain, orcpt, notify, next_attempt, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?;
+    for r in &o.recipients {
+        insert.execute(params![
+            queue_id,
+            r.address.to_smtp(),
+            r.address.domain().as_str(),
+            r.orcpt,
+            r.notify,
+            now,
+        ])?;
+    }
+    Ok(())
+}
+
+fn queue_state(code: i64) -> QueueState {
+    match code {
+        1 => QueueState::Delivered,
+        2 => QueueState::Failed,
+        _ => QueueState::Queued,
+    }
+}
+
+fn queued_message(r: &Row<'_>) -> rusqlite::Result<QueuedMessage> {
+    let from: String = r.get(2)?;
+    Ok(QueuedMessage {
+        id: r.get::<_, i64>(0)? as u64,
+        blob_id: r.get::<_, i64>(1)? as u64,
+        mail_from: if from.is_empty() {
+            None
+        } else {
+            Address::parse(&from).ok()
+        },
+        envid: r.get(3)?,
+        ret_full: r.get(4)?,
+        account: r.get::<_, Option<i64>>(5)?.map(|a| a as u64),
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        warned: r.get(8)?,
+        size: r.get::<_, i64>(9)? as u64,
+        smtputf8: r.get(10)?,
+        eightbit: r.get(11)?,
+        recipients: Vec::new(),
+    })
+}
+
+const QUEUE_COLS: &str = "q.id, q.blob_id, q.mail_from, q.envid, q.ret_full, q.account_id, q.created_at, q.expires_at, q.warned, q.size, q.smtputf8, q.eightbit";
+
+fn queued_recipient(r: &Row<'_>, offset: usize) -> rusqlite::Result<Option<QueuedRecipient>> {
+    let address: String = r.get(offset + 1)?;
+    let Ok(address) = Address::parse(&address) else {
+        return Ok(None);
+    };
+    Ok(Some(QueuedRecipient {
+        id: r.get::<_, i64>(offset)? as u64,
+        address,
+        orcpt: r.get(offset + 2)?,
+        notify: r.get::<_, i64>(offset + 3)? as u8,
+        state: queue_state(r.get(offset + 4)?),
+        attempts: r.get::<_, i64>(offset + 5)? as u32,
+        next_attempt: r.get(offset + 6)?,
+        last_error: r.get(offset + 7)?,
+        remote: r.get(offset + 8)?,
+    }))
+}
+
+const RCPT_COLS: &str = "r.id, r.address, r.orcpt, r.notify, r.state, r.attempts, r.next_attempt, r.last_error, r.remote";
+
+pub fn queue_due(c: &Connection, now: i64, limit: usize, lease: i64) -> Result<Vec<QueuedMessage>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {QUEUE_COLS}, {RCPT_COLS} FROM queue_rcpt r JOIN queue q ON q.id = r.queue_id
+         WHERE r.state = 0 AND r.next_attempt <= ?1 AND r.lease_until <= ?1
+         ORDER BY r.next_attempt, r.id LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(params![now, limit.min(i64::MAX as usize) as i64])?;
+    let mut out: Vec<QueuedMessage> = Vec::new();
+    let mut leased = Vec::new();
+    while let Some(r) = rows.next()? {
+        let Some(rcpt) = queued_recipient(r, 12)? else {
+            continue;
+        };
+        leased.push(rcpt.id);
+        let id = r.get::<_, i64>(0)? as u64;
+        match out.iter_mut().find(|m| m.id == id) {
+            Some(m) => m.recipients.push(rcpt),
+            None => {
+                let mut m = queued_message(r)?;
+                m.recipients.push(rcpt);
+                out.push(m);
+            }
+        }
+    }
+    drop(rows);
+    let mut lease_stmt =
+        c.prepare_cached("UPDATE queue_rcpt SET lease_until = ?2 WHERE id = ?1")?;
+    for id in leased {
+        lease_stmt.execute(params![id as i64, now + lease])?;
+    }
+    Ok(out)
+}
+
+pub fn queue_record(
+    ctx: &mut WriteCtx<'_>,
+    outcomes: &[(u64, AttemptOutcome)],
+    dsn: Option<PreparedDelivery>,
+) -> Result<()> {
+    let c = ctx.conn;
+    let now = now();
+    let mut touched = HashSet::new();
+    for (id, outcome) in outcomes {
+        let (state, next, error, remote): (i64, Option<i64>, Option<&str>, Option<&str>) =
+            match outcome {
+                AttemptOutcome::Delivered { remote, reply } => {
+                    (1, None, Some(reply.as_str()), remote.as_deref())
+                }
+                AttemptOutcome::Deferred {
+                    retry_at,
+                    error,
+                    remote,
+                } => (0, Some(*retry_at), Some(error.as_str()), remote.as_deref()),
+                AttemptOutcome::Failed { error, remote } => {
+                    (2, None, Some(error.as_str()), remote.as_deref())
+                }
+            };
+        let queue_id: Option<i64> = c
+            .prepare_cached(
+                "UPDATE queue_rcpt SET state = ?2, attempts = attempts + 1, next_attempt = COALESCE(?3, next_attempt),
+                        lease_until = 0, last_error = ?4, remote = COALESCE(?5, remote), updated_at = ?6
+                 WHERE id = ?1 RETURNING queue_id",
+            )?
+            .query_row(params![*id as i64, state, next, error, remote, now], |r| r.get(0))
+            .optional()?;
+        if let Some(q) = queue_id {
+            touched.insert(q);
+        }
+    }
+    // Messages with no recipient left to try leave the queue (and free their blob).
+    for q in touched {
+        let waiting = c
+            .prepare_cached("SELECT 1 FROM queue_rcpt WHERE queue_id = ?1 AND state = 0 LIMIT 1")?
+            .exists([q])?;
+        if !waiting {
+            queue_delete(c, q as u64)?;
+        }
+    }
+    if let Some(p) = dsn {
+        deliver(ctx, p)?;
+    }
+    Ok(())
+}
+
+pub fn queue_list(c: &Connection, only: Option<u64>) -> Result<Vec<QueuedMessage>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {QUEUE_COLS}, {RCPT_COLS} FROM queue q JOIN queue_rcpt r ON r.queue_id = q.id
+         WHERE ?1 IS NULL OR q.id = ?1 ORDER BY q.id, r.id"
+    ))?;
+    let mut rows = stmt.query(params![only.map(|i| i as i64)])?;
+    let mut out: Vec<QueuedMessage> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id = r.get::<_, i64>(0)? as u64;
+        if out.last().map(|m| m.id) != Some(id) {
+            out.push(queued_message(r)?);
+        }
+        if let (Some(m), Some(rcpt)) = (out.last_mut(), queued_recipient(r, 12)?) {
+            m.recipients.push(rcpt);
+        }
+    }
+    Ok(out)
+}
+
+pub fn queue_blob(c: &Connection, id: u64) -> Result<Vec<u8>> {
+    c.prepare_cached("SELECT b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?1")?
+        .query_row([id as i64], |r| r.get::<_, Vec<u8>>(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))
+}
+
+pub fn queue_retry(c: &Connection, id: Option<u64>) -> Result<u64> {
+    let n = c.execute(
+        "UPDATE queue_rcpt SET next_attempt = ?2 WHERE state = 0 AND (?1 IS NULL OR queue_id = ?1)",
+        params![id.map(|i| i as i64), now()],
+    )?;
+    if n == 0
+        && let Some(id) = id
+        && !c
+            .prepare_cached("SELECT 1 FROM queue WHERE id = ?1")?
+            .exists([id as i64])?
+    {
+        return Err(StoreError::NotFound(format!("queued message {id}")));
+    }
+    Ok(n as u64)
+}
+
+pub fn queue_delete(c: &Connection, id: u64) -> Result<()> {
+    let blob: i64 = c
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING blob_id")?
+        .query_row([id as i64], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))?;
+    c.prepare_cached("DELETE FROM queue_rcpt WHERE queue_id = ?1")?
+        .execute([id as i64])?;
+    c.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1")?
+        .execute([blob])?;
+    c.prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refs <= 0")?
+        .execute([blob])?;
+    Ok(())
 }

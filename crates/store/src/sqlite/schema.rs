@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::Result;
 
 /// Bumped whenever the schema changes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -109,6 +109,40 @@ CREATE TABLE IF NOT EXISTS changes (
 -- Index entries end with the rowid (seq), so "ORDER BY modseq, seq" reads the
 -- log in order straight from this index, without sorting.
 CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, modseq);
+
+-- The outbound queue (schema 3). A queued message holds a reference on its blob.
+CREATE TABLE IF NOT EXISTS queue (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    blob_id    INTEGER NOT NULL,
+    mail_from  TEXT NOT NULL,               -- '' for the null sender
+    envid      TEXT,                        -- RFC 3461 ENVID
+    ret_full   INTEGER NOT NULL DEFAULT 1,  -- RET=FULL (1) or HDRS (0)
+    account_id INTEGER,                     -- the submitting account, if local
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    warned     INTEGER NOT NULL DEFAULT 0,  -- a delay warning was sent
+    size       INTEGER NOT NULL,
+    smtputf8   INTEGER NOT NULL DEFAULT 0,
+    eightbit   INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS queue_rcpt (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_id     INTEGER NOT NULL,
+    address      TEXT NOT NULL,
+    domain       TEXT NOT NULL,
+    orcpt        TEXT,                      -- RFC 3461 ORCPT
+    notify       INTEGER NOT NULL DEFAULT 0,-- bits: 1 success, 2 failure, 4 delay, 8 never; 0: not given
+    state        INTEGER NOT NULL DEFAULT 0,-- 0 queued, 1 delivered, 2 failed
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    lease_until  INTEGER NOT NULL DEFAULT 0,-- a delivery attempt holds it until then
+    last_error   TEXT,
+    remote       TEXT,                      -- the remote MTA of the last attempt
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_rcpt_due ON queue_rcpt (state, next_attempt);
+CREATE INDEX IF NOT EXISTS queue_rcpt_by_message ON queue_rcpt (queue_id);
 "#;
 
 /// Settings every connection gets. `synchronous=FULL` makes each COMMIT fsync the
