@@ -7,18 +7,20 @@
 
 #![forbid(unsafe_code)]
 
+mod hasher;
 mod throttle;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use pochta_addr::{Address, Domain, Secret};
 use pochta_sasl::Credentials;
 use pochta_store::{Account, Store};
-use tokio::sync::Semaphore;
+use ring::hmac;
 
 pub use throttle::{LoginThrottle, ThrottleConfig, Verdict};
 
@@ -55,13 +57,32 @@ pub fn verify_password(hash: &str, password: &Secret) -> bool {
         .is_ok()
 }
 
+/// How long a verified password is remembered (Dovecot's auth_cache_ttl default).
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Most remembered logins; beyond this the oldest are forgotten.
+const CACHE_MAX: usize = 10_000;
+
+/// A verified login: the stored hash it was checked against and an HMAC of the
+/// password under a per-process key (never the password itself).
+struct Verified {
+    phc: String,
+    mac: hmac::Tag,
+    at: Instant,
+}
+
 /// Checks logins against the store, throttled and with bounded CPU/memory use.
 pub struct Authenticator {
     store: Arc<dyn Store>,
     throttle: LoginThrottle,
-    /// argon2 needs ~19 MiB and tens of ms per check; this bounds how many run at once
-    /// so a login flood cannot exhaust memory or starve other work.
-    hashing: Semaphore,
+    /// argon2 runs on a few dedicated threads with reused memory (see `hasher`):
+    /// a login flood cannot exhaust memory or starve other work.
+    hasher: hasher::Hasher,
+    /// Logins verified recently, so that clients that poll (POP3 every minute,
+    /// IMAP reconnecting) do not cost an argon2 check each time. An entry is
+    /// valid only while the stored hash is unchanged, so a password change (or
+    /// a deleted account) invalidates it at once.
+    cache: Mutex<HashMap<String, Verified>>,
+    cache_key: hmac::Key,
     /// Verified against when the user does not exist, so that the answer takes as
     /// long as for a real user (no user enumeration by timing).
     dummy_hash: String,
@@ -79,10 +100,16 @@ impl Authenticator {
             .map(|n| n.get())
             .unwrap_or(2)
             .max(2);
+        let rng = ring::rand::SystemRandom::new();
+        let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+            .map_err(|_| AuthError::Temporary("no randomness for the login cache key".into()))?;
         Ok(Authenticator {
             store,
             throttle: LoginThrottle::new(throttle),
-            hashing: Semaphore::new(parallel),
+            hasher: hasher::Hasher::new(parallel)
+                .map_err(|e| AuthError::Temporary(format!("cannot start hashing threads: {e}")))?,
+            cache: Mutex::new(HashMap::new()),
+            cache_key,
             dummy_hash: hash_password(&Secret::new("pochta-dummy-password"))?,
             default_domain,
         })
@@ -155,24 +182,57 @@ impl Authenticator {
                 .map_err(|e| AuthError::Temporary(e.to_string()))?,
             None => None,
         };
-        let hash = account
-            .as_ref()
-            .map(|a| a.password_hash.clone())
-            .unwrap_or_else(|| self.dummy_hash.clone());
-        let permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| AuthError::Temporary("shutting down".into()))?;
-        let password = password.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .map_err(|e| AuthError::Temporary(e.to_string()))?;
-        drop(permit);
-        match account {
-            Some(a) if ok => Ok(a),
-            _ => Err(AuthError::Failed),
+        let Some(account) = account else {
+            // Unknown user: the same work as a real check, so timing tells nothing.
+            self.hasher
+                .verify(self.dummy_hash.clone(), password.clone())
+                .await;
+            return Err(AuthError::Failed);
+        };
+        let key = account.address.key();
+        if self.cached(&key, &account.password_hash, password) {
+            return Ok(account);
         }
+        if !self
+            .hasher
+            .verify(account.password_hash.clone(), password.clone())
+            .await
+        {
+            return Err(AuthError::Failed);
+        }
+        self.remember(key, &account.password_hash, password);
+        Ok(account)
+    }
+
+    fn cached(&self, key: &str, phc: &str, password: &Secret) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.get(key) {
+            Some(v) if v.phc == phc && v.at.elapsed() < CACHE_TTL => hmac::verify(
+                &self.cache_key,
+                password.expose().as_bytes(),
+                v.mac.as_ref(),
+            )
+            .is_ok(),
+            _ => false,
+        }
+    }
+
+    fn remember(&self, key: String, phc: &str, password: &Secret) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, v| v.at.elapsed() < CACHE_TTL);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            Verified {
+                phc: phc.to_string(),
+                mac: hmac::sign(&self.cache_key, password.expose().as_bytes()),
+                at: Instant::now(),
+            },
+        );
     }
 
     fn login_address(&self, login: &str) -> Option<Address> {
@@ -260,6 +320,48 @@ mod tests {
         assert!(
             matches!(r, Err(AuthError::Throttled { .. })),
             "the user is locked from every IP"
+        );
+    }
+
+    #[tokio::test]
+    async fn remembered_logins_end_with_a_password_change() {
+        let (_dir, auth) = setup().await;
+        let ip: IpAddr = "192.0.2.5".parse().unwrap();
+        assert!(
+            auth.authenticate(ip, "alice@example.com", &Secret::new("pw"))
+                .await
+                .is_ok()
+        );
+        let key = "alice@example.com";
+        let phc = auth
+            .store
+            .account(&Address::parse(key).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash;
+        assert!(auth.cached(key, &phc, &Secret::new("pw")), "remembered");
+        assert!(
+            !auth.cached(key, &phc, &Secret::new("other")),
+            "only for the same password"
+        );
+        // A new password: the remembered one no longer counts.
+        auth.store
+            .set_password(
+                &Address::parse(key).unwrap(),
+                hash_password(&Secret::new("new")).unwrap(),
+            )
+            .await
+            .unwrap();
+        let r = auth.authenticate(ip, key, &Secret::new("pw")).await;
+        assert!(
+            matches!(r, Err(AuthError::Failed)),
+            "the old password fails at once"
+        );
+        assert!(
+            auth.authenticate(ip, key, &Secret::new("new"))
+                .await
+                .is_ok()
         );
     }
 
