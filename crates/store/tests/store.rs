@@ -1173,3 +1173,14 @@ async fn leases_are_released_and_messages_deleted() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn new_stores_use_16_kib_pages() {
+    let (_d, store) = open();
+    account(&store, "alice@example.com").await;
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(size, 16384);
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}

@@ -149,8 +149,11 @@ CREATE INDEX IF NOT EXISTS queue_rcpt_by_message ON queue_rcpt (queue_id);
 /// WAL: that fsync is what "durable" means for SMTP's 250.
 pub fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // 16 KiB pages: message bodies span 4x fewer overflow pages (one read each)
+    // than with the 4 KiB default. Only takes effect when the file is created.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA page_size = 16384;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
