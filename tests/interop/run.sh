@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop tests: the real `pochta` binary against real third-party clients (swaks
-# for SMTP; fetchmail, getmail6, curl and python's poplib for POP3).
+# for SMTP; fetchmail, getmail6, curl and python's poplib for POP3; mbsync, curl,
+# neomutt, offlineimap3 and python for IMAP).
 #
 #   tests/interop/run.sh [PATH-TO-POCHTA]        (default: target/release/pochta)
 #
@@ -8,16 +9,19 @@
 # directory, creates accounts with the `pochta user`/`pochta alias` CLI, then runs
 # swaks against the MX, submission (STARTTLS) and submissions (implicit TLS)
 # listeners, then the POP3 clients against the pop3 (STLS) and pop3s (implicit
-# TLS) listeners (pop3.sh). Every check prints PASS or FAIL with a reason; a
+# TLS) listeners (pop3.sh), then the IMAP clients against the imap (STARTTLS) and
+# imaps (implicit TLS) listeners (imap.sh). Every check prints PASS or FAIL with a reason; a
 # failing check also prints the client's transcript. What was delivered is
 # verified in the store itself (store.sqlite3, read with python3's sqlite3 and
 # email modules: store.py), not only from the server's replies, and what a POP3
-# client downloaded is compared with the stored bytes (fetched.py).
+# or IMAP client downloaded is compared with the stored bytes (fetched.py); the
+# folders and flags an IMAP client synchronised are compared with the store's.
 #
 # Needs: swaks (with Net::SSLeay / IO::Socket::SSL for TLS, Authen::SASL is
 # optional), python3, openssl, coreutils `timeout`, fetchmail, getmail (Debian:
-# getmail6), curl; as root also `runuser` and a user `nobody` (getmail will not
-# deliver as root).
+# getmail6), curl, mbsync (Debian: isync), neomutt, offlineimap (Debian:
+# offlineimap3), script (util-linux, Debian: bsdutils); as root also `runuser`
+# and a user `nobody` (getmail will not deliver as root).
 # Exit status: 0 when every check passed, 1 when one failed, 2 on a setup error.
 # KEEP_WORKDIR=1 keeps the temporary directory (config, data, logs, transcripts)
 # even on success; it is always kept after a failure.
@@ -214,7 +218,7 @@ token() { printf 'interop-%s-%s-%s' "$1" "$$" "$RANDOM$RANDOM"; }
 
 [ -x "$BIN" ] || setup_error "pochta binary not found or not executable: $BIN (build it with: cargo build --release)"
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-for tool in swaks python3 openssl timeout fetchmail getmail curl; do
+for tool in swaks python3 openssl timeout fetchmail getmail curl mbsync neomutt offlineimap script; do
     command -v "$tool" >/dev/null || setup_error "$tool is not installed"
 done
 SUPPORT=$(swaks --support 2>&1)
@@ -235,6 +239,7 @@ say "pochta interop tests"
 say "  binary   $BIN ($("$BIN" --version 2>&1))"
 say "  swaks    $(swaks --version 2>&1 | head -n 1)"
 say "  pop3     $(fetchmail --version 2>/dev/null | grep -m1 -o 'fetchmail release [^ +]*'); $(getmail --version 2>&1 | head -n 1); $(curl --version | head -n 1 | cut -d' ' -f1-2)"
+say "  imap     $(mbsync --version 2>&1 | head -n 1); $(neomutt -v 2>/dev/null | head -n 1); offlineimap $(offlineimap --version 2>/dev/null | head -n 1)"
 say "  python3  $(python3 --version 2>&1)"
 say "  work dir $WORK"
 
@@ -243,7 +248,7 @@ say "  work dir $WORK"
 free_ports() {
     python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -261,8 +266,8 @@ domains = ["localhost", "interop.test"]
 smtp = "127.0.0.1:$MX_PORT"
 submission = "127.0.0.1:$SUB_PORT"
 submissions = "127.0.0.1:$SUBS_PORT"
-imap = ""
-imaps = ""
+imap = "127.0.0.1:$IMAP_PORT"
+imaps = "127.0.0.1:$IMAPS_PORT"
 pop3 = "127.0.0.1:$POP3_PORT"
 pop3s = "127.0.0.1:$POP3S_PORT"
 http = ""
@@ -283,7 +288,8 @@ port_open() {
 start_server() {
     local attempt i
     for attempt in 1 2 3; do
-        read -r MX_PORT SUB_PORT SUBS_PORT POP3_PORT POP3S_PORT < <(free_ports) || setup_error "cannot pick free ports"
+        read -r MX_PORT SUB_PORT SUBS_PORT POP3_PORT POP3S_PORT IMAP_PORT IMAPS_PORT < <(free_ports) ||
+            setup_error "cannot pick free ports"
         write_config
         RUST_LOG=info "$BIN" --config "$CONF" serve >"$SERVER_OUT" 2>"$SERVER_LOG" &
         SERVER_PID=$!
@@ -297,9 +303,10 @@ start_server() {
                 setup_error "pochta serve failed to start"
             fi
             if port_open "$MX_PORT" && port_open "$SUB_PORT" && port_open "$SUBS_PORT" &&
-                port_open "$POP3_PORT" && port_open "$POP3S_PORT"; then
+                port_open "$POP3_PORT" && port_open "$POP3S_PORT" &&
+                port_open "$IMAP_PORT" && port_open "$IMAPS_PORT"; then
                 say "  server   pid $SERVER_PID; smtp 127.0.0.1:$MX_PORT, submission :$SUB_PORT, submissions :$SUBS_PORT"
-                say "           pop3 :$POP3_PORT, pop3s :$POP3S_PORT"
+                say "           pop3 :$POP3_PORT, pop3s :$POP3S_PORT, imap :$IMAP_PORT, imaps :$IMAPS_PORT"
                 return 0
             fi
             sleep 0.1
@@ -330,6 +337,9 @@ say ""
 # The POP3 checks (fetchmail, getmail6, curl, poplib): pop3_checks.
 # shellcheck source=tests/interop/pop3.sh
 . "$HERE/pop3.sh"
+# The IMAP checks (mbsync, curl, neomutt, offlineimap3, python): imap_checks.
+# shellcheck source=tests/interop/imap.sh
+. "$HERE/imap.sh"
 
 check_started() {
     [ -s "$CERT" ] || fail "no certificate at $CERT" || return 1
@@ -633,6 +643,7 @@ check "refused: AUTH on the MX port, even under TLS" check_mx_no_auth
 check "refused: unknown local user on the MX (550 5.1.1)" check_mx_unknown_user
 check "refused: sending as another user's address (553 5.7.1)" check_sender_not_owned
 pop3_checks
+imap_checks
 check "CLI: user list message counts match the store" check_user_list_counts
 check "server exits 0 on SIGTERM" check_graceful_shutdown
 

@@ -26,6 +26,16 @@ Subcommands (DB is the path of store.sqlite3, ADDRESS an account address):
   list DB ADDRESS            one line per INBOX message, oldest first, as POP3
                              numbers them: "N SIZE UIDL" (the stored size, the
                              message id as 12 hex digits, like pochta's UIDL)
+  state DB ADDRESS           every mailbox of the account and every message in
+                             it, sorted, in the format imap_client.py prints
+                             for an IMAP account or a local Maildir:
+                               "box<TAB>PATH<TAB>COUNT" per mailbox (PATH with
+                               "/" between levels), then
+                               "msg<TAB>PATH<TAB>SUBJECT<TAB>FLAGS" per message,
+                             FLAGS as Maildir letters (D F R S T for \Draft
+                             \Flagged \Answered \Seen \Deleted) or "-"
+  modseq DB ADDRESS          the account's change counter (every write to its
+                             mail raises it; IMAP HIGHESTMODSEQ)
 
 Every subcommand prints its result on stdout; failures print a one-line reason
 and exit with status 1 (2 for usage or database errors).
@@ -86,6 +96,58 @@ def one_with_token(conn, address, token):
     if not found:
         raise LookupError(f"no message containing {token!r} in {address}'s INBOX")
     return found[0]
+
+
+def account_id(conn, address):
+    row = conn.execute(
+        "SELECT id FROM accounts WHERE address = ?", (address.lower(),)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no account {address!r} in the store")
+    return row[0]
+
+
+# The stored system-flag bits (pochta_store::Flags) as Maildir info letters, in
+# the alphabetical order Maildir uses.
+FLAG_BITS = ((16, "D"), (4, "F"), (2, "R"), (1, "S"), (8, "T"))
+
+
+def flag_letters(bits):
+    return "".join(letter for bit, letter in FLAG_BITS if bits & bit) or "-"
+
+
+def subject_of(raw):
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    return " ".join(str(msg.get("Subject", "")).split()) or "-"
+
+
+def cmd_state(conn, address):
+    acc = account_id(conn, address)
+    boxes = conn.execute(
+        "SELECT id, parent_id, name FROM mailboxes WHERE account_id = ?", (acc,)
+    ).fetchall()
+    by_id = {b[0]: b for b in boxes}
+
+    def path(box_id):
+        parts = []
+        while box_id in by_id:
+            _, parent, name = by_id[box_id]
+            parts.append(name)
+            box_id = parent
+        return "/".join(reversed(parts))
+
+    lines = []
+    counts = {b[0]: 0 for b in boxes}
+    for box_id, flags, data in conn.execute(
+        "SELECT m.mailbox_id, m.flags, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
+        " WHERE m.account_id = ?",
+        (acc,),
+    ):
+        counts[box_id] = counts.get(box_id, 0) + 1
+        lines.append(f"msg\t{path(box_id)}\t{subject_of(bytes(data))}\t{flag_letters(flags)}")
+    lines += [f"box\t{path(b)}\t{n}" for b, n in counts.items()]
+    for line in sorted(lines):
+        print(line)
 
 
 def cmd_attachment(conn, address, token, path):
@@ -185,6 +247,14 @@ def main(argv):
                             )
                             return 1
                         print(f"{n} {size} {mid:012x}")
+                elif cmd == "state":
+                    cmd_state(conn, address)
+                elif cmd == "modseq":
+                    row = conn.execute(
+                        "SELECT modseq FROM accounts WHERE id = ?",
+                        (account_id(conn, address),),
+                    ).fetchone()
+                    print(row[0])
                 elif cmd == "attachment":
                     reason = cmd_attachment(conn, address, rest[0], rest[1])
                     if reason:
