@@ -428,6 +428,10 @@ impl Executor {
         }
         let ranges: Vec<(Uid, Uid)> = announced.flags.iter().map(|&u| (u, u)).collect();
         let summaries = self.store.messages_by_uid(account, sel.id, &ranges).await?;
+        if sel.learn_keywords(summaries.iter().flat_map(|m| &m.keywords)) {
+            crate::select::write_flags_line(&mut out.buf, &sel.keywords);
+            crate::select::write_permanent_flags(&mut out.buf, &sel.keywords, sel.read_only);
+        }
         for m in &summaries {
             if let Some(msn) = sel.msn(m.uid) {
                 write_flags_fetch(&mut out.buf, msn, m, condstore);

@@ -9,7 +9,7 @@ use pochta_proto_imap::types::*;
 use pochta_store::{Delivery, DeliveryTarget, FlagChange, MailboxTarget, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output, to_store_flags, write_flags};
-use crate::select::to_ranges;
+use crate::select::{to_ranges, write_flags_line, write_permanent_flags};
 
 /// Messages larger than this are parsed on a blocking thread.
 const PARSE_INLINE_MAX: usize = 256 * 1024;
@@ -61,6 +61,10 @@ impl Executor {
             .await?;
         if !update.changed.is_empty() {
             sel.own(update.state);
+        }
+        if sel.learn_keywords(update.changed.iter().flat_map(|c| &c.keywords)) {
+            write_flags_line(&mut out.buf, &sel.keywords);
+            write_permanent_flags(&mut out.buf, &sel.keywords, sel.read_only);
         }
         let changed: HashMap<u64, &pochta_store::FlagState> =
             update.changed.iter().map(|c| (c.id, c)).collect();

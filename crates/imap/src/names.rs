@@ -184,6 +184,7 @@ mod tests {
             size: 0,
             subscribed: true,
             sort_order: 0,
+            keywords: Vec::new(),
         }
     }
 

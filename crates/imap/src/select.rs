@@ -9,7 +9,40 @@ use crate::mailboxes::mailbox_object_id;
 use crate::selected::Selected;
 
 /// Keywords every mailbox accepts and that clients look for in FLAGS.
-const COMMON_KEYWORDS: [&str; 5] = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing"];
+pub(crate) const COMMON_KEYWORDS: [&str; 5] =
+    ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing"];
+
+/// `* FLAGS (...)`: the system flags, the common keywords and those in use.
+pub(crate) fn write_flags_line(b: &mut Vec<u8>, keywords: &[String]) {
+    b.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in COMMON_KEYWORDS
+        .iter()
+        .copied()
+        .chain(keywords.iter().map(String::as_str))
+    {
+        b.push(b' ');
+        b.extend_from_slice(k.as_bytes());
+    }
+    b.extend_from_slice(b")\r\n");
+}
+
+/// `* OK [PERMANENTFLAGS (...)]`: everything in FLAGS plus `\*` (any new keyword).
+pub(crate) fn write_permanent_flags(b: &mut Vec<u8>, keywords: &[String], read_only: bool) {
+    if read_only {
+        b.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        return;
+    }
+    b.extend_from_slice(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in COMMON_KEYWORDS
+        .iter()
+        .copied()
+        .chain(keywords.iter().map(String::as_str))
+    {
+        b.push(b' ');
+        b.extend_from_slice(k.as_bytes());
+    }
+    b.extend_from_slice(b" \\*)] Flags permitted\r\n");
+}
 
 impl Executor {
     pub(crate) async fn select(
@@ -41,7 +74,7 @@ impl Executor {
         let known = self.store.state(account).await?;
         let map = self.store.uid_map(account, mailbox.id).await?;
         let uids: Vec<Uid> = map.iter().map(|(u, _)| *u).collect();
-        let sel = Selected::new(
+        let mut sel = Selected::new(
             mailbox.id,
             mailbox.uid_validity,
             read_only,
@@ -49,13 +82,9 @@ impl Executor {
             known,
             mailbox.highest_modseq,
         );
+        sel.learn_keywords(&mailbox.keywords);
         let b = &mut out.buf;
-        b.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-        for k in COMMON_KEYWORDS {
-            b.push(b' ');
-            b.extend_from_slice(k.as_bytes());
-        }
-        b.extend_from_slice(b")\r\n");
+        write_flags_line(b, &sel.keywords);
         b.extend_from_slice(format!("* {} EXISTS\r\n", sel.exists()).as_bytes());
         if !self.enabled.rev2 {
             b.extend_from_slice(b"* 0 RECENT\r\n");
@@ -72,18 +101,7 @@ impl Executor {
         b.extend_from_slice(
             format!("* OK [UIDNEXT {}] Predicted next UID\r\n", mailbox.uid_next).as_bytes(),
         );
-        if read_only {
-            b.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            b.extend_from_slice(
-                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft",
-            );
-            for k in COMMON_KEYWORDS {
-                b.push(b' ');
-                b.extend_from_slice(k.as_bytes());
-            }
-            b.extend_from_slice(b" \\*)] Flags permitted\r\n");
-        }
+        write_permanent_flags(b, &sel.keywords, read_only);
         if self.enabled.condstore {
             b.extend_from_slice(
                 format!(

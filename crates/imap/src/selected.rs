@@ -54,6 +54,8 @@ pub struct Selected {
     pub deleted: bool,
     /// SEARCHRES: the last `SAVE`d result, as UIDs.
     pub saved: Option<Vec<Uid>>,
+    /// Keywords the client was told about in FLAGS, beyond the common ones.
+    pub keywords: Vec<String>,
 }
 
 /// What [`Selected::announce`] wants the caller to finish: FETCH FLAGS for these.
@@ -86,7 +88,25 @@ impl Selected {
             highest_modseq,
             deleted: false,
             saved: None,
+            keywords: Vec::new(),
         }
+    }
+
+    /// Adds keywords the client has not seen in FLAGS yet; true if there were
+    /// any, and a new FLAGS response is due (RFC 9051 §7.3.5).
+    pub fn learn_keywords<'a>(&mut self, keywords: impl IntoIterator<Item = &'a String>) -> bool {
+        let mut grew = false;
+        for k in keywords {
+            let known = self.keywords.iter().any(|o| o.eq_ignore_ascii_case(k))
+                || crate::select::COMMON_KEYWORDS
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(k));
+            if !known {
+                self.keywords.push(k.clone());
+                grew = true;
+            }
+        }
+        grew
     }
 
     /// Number of messages as the client knows them (for EXISTS).

@@ -405,6 +405,8 @@ async fn store_and_conditional_store() {
     expect(
         &c.send("b STORE 1:2 +FLAGS (\\Flagged Important)").await,
         &[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk $Phishing Important)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk $Phishing Important \\*)] Flags permitted",
             "* 1 FETCH (UID 1 FLAGS (\\Flagged Important))",
             "* 2 FETCH (UID 2 FLAGS (\\Flagged Important))",
             "b OK STORE completed",
@@ -445,6 +447,51 @@ async fn store_and_conditional_store() {
     expect(
         &r[1..],
         &["h OK [MODIFIED 1] Conditional STORE failed for some messages"],
+    );
+}
+
+#[tokio::test]
+async fn keywords_in_use_are_announced_in_flags() {
+    let w = world3().await;
+    let mut a = w.client();
+    a.login().await;
+    let mut b = w.client();
+    b.login().await;
+    a.send("a SELECT INBOX").await;
+    b.send("a SELECT INBOX").await;
+    // A keyword set by another session comes with a new FLAGS before its FETCH.
+    b.send("b STORE 1 +FLAGS.SILENT (Old $label1)").await;
+    expect(
+        &a.send("b NOOP").await,
+        &[
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk $Phishing Old $label1)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk $Phishing Old $label1 \\*)] Flags permitted",
+            "* 1 FETCH (UID 1 FLAGS (Old $label1))",
+            "b OK NOOP completed",
+        ],
+    );
+    // Known keywords (any case) do not repeat FLAGS.
+    expect(
+        &b.send("c STORE 2 +FLAGS (old $JUNK)").await,
+        &[
+            "* 2 FETCH (UID 2 FLAGS (old $JUNK))",
+            "c OK STORE completed",
+        ],
+    );
+    // The list stays after the keyword is removed, and a copy carries it along.
+    b.send("d COPY 2 Archive").await;
+    b.send("e STORE 1:2 -FLAGS.SILENT (Old $label1)").await;
+    let r = b.send("f SELECT INBOX").await;
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* FLAGS (") && l.contains(" Old $label1)")),
+        "{r:?}"
+    );
+    let r = b.send("g EXAMINE Archive").await;
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* FLAGS (") && l.ends_with("$Phishing old)")),
+        "the copy's keywords, less the common $Junk: {r:?}"
     );
 }
 

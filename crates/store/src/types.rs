@@ -253,6 +253,8 @@ pub struct Mailbox {
     pub subscribed: bool,
     /// Display order hint (JMAP sortOrder).
     pub sort_order: u32,
+    /// Keywords ever set on a message here (IMAP FLAGS); never shrinks.
+    pub keywords: Vec<String>,
 }
 
 /// Where a delivered message should go in an account.

@@ -935,18 +935,26 @@ async fn schema_1_databases_are_upgraded() {
     };
     // Make it look like a schema 1 store.
     let conn = rusqlite::Connection::open(dir.path().join("store.sqlite3")).unwrap();
-    conn.execute_batch("ALTER TABLE messages DROP COLUMN light; PRAGMA user_version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "ALTER TABLE messages DROP COLUMN light; ALTER TABLE mailboxes DROP COLUMN keywords;
+         UPDATE messages SET keywords = 'Old $label1'; PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let store = SqliteStore::open(dir.path()).unwrap();
     let ib = inbox(&store, id).await;
     let light = store.light_records(id, ib.id).await.unwrap();
     assert_eq!(light[0].meta.subject.as_deref(), Some("old one"));
+    assert_eq!(
+        ib.keywords,
+        ["Old", "$label1"],
+        "schema 4 fills keywords in use"
+    );
     let conn = rusqlite::Connection::open(store.path()).unwrap();
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3, "upgraded through every version");
+    assert_eq!(v, 4, "upgraded through every version");
     let queue: i64 = conn
         .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))
         .unwrap();
@@ -1179,8 +1187,12 @@ async fn new_stores_use_16_kib_pages() {
     let (_d, store) = open();
     account(&store, "alice@example.com").await;
     let conn = rusqlite::Connection::open(store.path()).unwrap();
-    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(size, 16384);
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }

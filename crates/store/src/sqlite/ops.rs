@@ -273,7 +273,7 @@ fn resolve_into(
 // ---------------------------------------------------------------- mailboxes
 
 const MAILBOX_COLS: &str = "id, account_id, parent_id, name, role, uidvalidity, uidnext, \
-     highest_modseq, total, unseen, deleted, size, subscribed, sort_order";
+     highest_modseq, total, unseen, deleted, size, subscribed, sort_order, keywords";
 
 fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
     let parent: i64 = r.get(2)?;
@@ -293,6 +293,7 @@ fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
         size: r.get::<_, i64>(11)? as u64,
         subscribed: r.get(12)?,
         sort_order: r.get::<_, i64>(13)? as u32,
+        keywords: parse_keywords(&r.get::<_, String>(14)?),
     })
 }
 
@@ -675,6 +676,29 @@ fn keywords_text(keywords: &[String]) -> String {
     out.join(" ")
 }
 
+/// Adds keywords to the mailbox's list of keywords in use. The list only grows, as
+/// in Dovecot: a client that saw a keyword in FLAGS may keep offering it.
+fn note_keywords(c: &Connection, mailbox: MailboxId, keywords: &[String]) -> Result<()> {
+    if keywords.is_empty() {
+        return Ok(());
+    }
+    let known: String = c
+        .prepare_cached("SELECT keywords FROM mailboxes WHERE id = ?1")?
+        .query_row([mailbox as i64], |r| r.get(0))?;
+    let mut list = parse_keywords(&known);
+    let before = list.len();
+    for k in keywords {
+        if !list.iter().any(|o| o.eq_ignore_ascii_case(k)) {
+            list.push(k.clone());
+        }
+    }
+    if list.len() != before {
+        c.prepare_cached("UPDATE mailboxes SET keywords = ?2 WHERE id = ?1")?
+            .execute(params![mailbox as i64, keywords_text(&list)])?;
+    }
+    Ok(())
+}
+
 fn parse_keywords(text: &str) -> Vec<String> {
     text.split(' ')
         .filter(|k| !k.is_empty())
@@ -745,6 +769,7 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
             )));
         }
         adjust_counters(c, mailbox, 1, t.flags, size, modseq)?;
+        note_keywords(c, mailbox, &t.keywords)?;
         let thread = find_thread(c, t.account, &p.thread_keys)?;
         c.prepare_cached(
             "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, thread_id, flags, keywords,
@@ -1199,6 +1224,7 @@ pub fn store_flags(
         .execute(params![id as i64, new_flags.bits(), new_text, m as i64])?;
         adjust_counters(c, row.mailbox, -1, row.flags, row.size, m)?;
         adjust_counters(c, row.mailbox, 1, new_flags, row.size, m)?;
+        note_keywords(c, row.mailbox, &new_keywords)?;
         let at = Located {
             mailbox: row.mailbox,
             uid: row.uid,
@@ -1284,6 +1310,7 @@ pub fn copy_messages(
         c.prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE id = ?1")?
             .execute([r.blob])?;
         adjust_counters(c, dest, 1, r.flags, r.size, modseq)?;
+        note_keywords(c, dest, &r.keywords)?;
         let at = Located {
             mailbox: dest,
             uid,
@@ -1344,6 +1371,7 @@ pub fn move_messages(
         .execute(params![id as i64, dest as i64, uid, m as i64])?;
         adjust_counters(c, r.mailbox, -1, r.flags, r.size, m)?;
         adjust_counters(c, dest, 1, r.flags, r.size, m)?;
+        note_keywords(c, dest, &r.keywords)?;
         let left = Located {
             mailbox: r.mailbox,
             uid: r.uid,

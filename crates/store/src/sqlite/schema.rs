@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::Result;
 
 /// Bumped whenever the schema changes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     size           INTEGER NOT NULL DEFAULT 0,
     subscribed     INTEGER NOT NULL DEFAULT 1,
     sort_order     INTEGER NOT NULL DEFAULT 0,
+    keywords       TEXT NOT NULL DEFAULT '',     -- every keyword ever set here, space separated
     UNIQUE (account_id, parent_id, name)
 );
 
@@ -176,6 +177,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         if version == 1 {
             upgrade_1_to_2(conn)?;
         }
+        if (1..4).contains(&version) {
+            upgrade_3_to_4(conn)?;
+        }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
     })();
     match res {
@@ -184,6 +188,30 @@ pub fn migrate(conn: &Connection) -> Result<()> {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.into());
         }
+    }
+    Ok(())
+}
+
+/// Schema 4 adds `mailboxes.keywords`, the keywords in use in each mailbox (IMAP's
+/// FLAGS response lists them), filled from the messages.
+fn upgrade_3_to_4(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ALTER TABLE mailboxes ADD COLUMN keywords TEXT NOT NULL DEFAULT ''")?;
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT DISTINCT mailbox_id, keywords FROM messages WHERE keywords != ''")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut by_mailbox: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for (mailbox, text) in rows {
+        let list = by_mailbox.entry(mailbox).or_default();
+        for k in text.split(' ').filter(|k| !k.is_empty()) {
+            if !list.iter().any(|o| o.eq_ignore_ascii_case(k)) {
+                list.push(k.to_string());
+            }
+        }
+    }
+    let mut update = conn.prepare("UPDATE mailboxes SET keywords = ?2 WHERE id = ?1")?;
+    for (mailbox, list) in by_mailbox {
+        update.execute(rusqlite::params![mailbox, list.join(" ")])?;
     }
     Ok(())
 }
