@@ -236,4 +236,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Change>>;
     /// Receives the account's state after every committed change.
     fn subscribe(&self, account: AccountId) -> watch::Receiver<ModSeq>;
+    /// Changes whenever mail is queued or made due again, so that the relay's
+    /// queue runner wakes without polling. It rides on the account notifier
+    /// ([`QUEUE_CHANNEL`]), so it crosses machines whenever that does.
+    fn subscribe_queue(&self) -> watch::Receiver<ModSeq> {
+        self.subscribe(QUEUE_CHANNEL)
+    }
 }
+
+/// The notification channel of the outbound queue: no account has id 0.
+pub const QUEUE_CHANNEL: AccountId = 0;

@@ -1069,6 +1069,30 @@ async fn local_and_remote_recipients_in_one_transaction() {
 }
 
 #[tokio::test]
+async fn queueing_and_retrying_wake_the_queue_runner() {
+    let (_d, store) = open();
+    let mut rx = store.subscribe_queue();
+    rx.borrow_and_update();
+    let mut d = delivery(message("wake", ""), vec![]);
+    d.outbound = Some(outbound(&["x@remote.example"]));
+    store.deliver(d).await.unwrap();
+    assert!(rx.has_changed().unwrap(), "enqueue notifies");
+    rx.borrow_and_update();
+    // Local-only deliveries do not.
+    let a = account(&store, "alice@example.com").await;
+    store
+        .deliver(delivery(
+            message("local", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap();
+    assert!(!rx.has_changed().unwrap());
+    assert_eq!(store.queue_retry(None).await.unwrap(), 1);
+    assert!(rx.has_changed().unwrap(), "retry notifies");
+}
+
+#[tokio::test]
 async fn leases_outcomes_and_leaving_the_queue() {
     let (_d, store) = open();
     let mut d = delivery(message("out", ""), vec![]);

@@ -359,7 +359,7 @@ impl Store for SqliteStore {
     }
 
     async fn queue_retry(&self, id: Option<u64>) -> Result<u64> {
-        self.write(move |ctx| ops::queue_retry(ctx.conn, id)).await
+        self.write(move |ctx| ops::queue_retry(ctx, id)).await
     }
 
     async fn queue_delete(&self, id: u64) -> Result<()> {

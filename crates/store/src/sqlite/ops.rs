@@ -751,7 +751,8 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
         .execute(params![refs as i64, size as i64, d.raw])?;
     let blob = c.last_insert_rowid();
     if let Some(o) = &d.outbound {
-        enqueue(c, blob, size, o)?;
+        let id = enqueue(c, blob, size, o)?;
+        ctx.publish(crate::QUEUE_CHANNEL, id);
     }
     let mut out = Vec::with_capacity(d.targets.len());
     for t in &d.targets {
@@ -1541,7 +1542,8 @@ pub fn light_records(
 
 // ---------------------------------------------------------------- outbound queue
 
-fn enqueue(c: &Connection, blob: i64, size: u64, o: &Outbound) -> Result<()> {
+/// Queues the outbound part of a delivery; returns the queue id.
+fn enqueue(c: &Connection, blob: i64, size: u64, o: &Outbound) -> Result<u64> {
     let now = now();
     c.prepare_cached(
         "INSERT INTO queue (blob_id, mail_from, envid, ret_full, account_id, created_at, expires_at, size, smtputf8, eightbit)
@@ -1574,7 +1576,7 @@ fn enqueue(c: &Connection, blob: i64, size: u64, o: &Outbound) -> Result<()> {
             now,
         ])?;
     }
-    Ok(())
+    Ok(queue_id as u64)
 }
 
 fn queue_state(code: i64) -> QueueState {
@@ -1739,7 +1741,8 @@ pub fn queue_blob(c: &Connection, id: u64) -> Result<Vec<u8>> {
         .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))
 }
 
-pub fn queue_retry(c: &Connection, id: Option<u64>) -> Result<u64> {
+pub fn queue_retry(ctx: &mut WriteCtx<'_>, id: Option<u64>) -> Result<u64> {
+    let c = ctx.conn;
     let n = c.execute(
         "UPDATE queue_rcpt SET next_attempt = ?2 WHERE state = 0 AND (?1 IS NULL OR queue_id = ?1)",
         params![id.map(|i| i as i64), now()],
@@ -1751,6 +1754,14 @@ pub fn queue_retry(c: &Connection, id: Option<u64>) -> Result<u64> {
             .exists([id as i64])?
     {
         return Err(StoreError::NotFound(format!("queued message {id}")));
+    }
+    if n > 0 {
+        // A changing value, so that the watch fires: the current time in ms.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        ctx.publish(crate::QUEUE_CHANNEL, stamp);
     }
     Ok(n as u64)
 }
