@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod data;
 mod reply;
 mod session;

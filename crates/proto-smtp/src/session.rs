@@ -5,6 +5,7 @@ use pochta_sasl::{Credentials, Mechanism, SaslServer, Step};
 use smtp_proto::{Error as ParseError, Request};
 
 use crate::Reply;
+use crate::client::Ret;
 use crate::data::{BdatReceiver, DataReceiver};
 
 /// Failed AUTH attempts allowed in one session before it is closed.
@@ -61,6 +62,16 @@ pub enum BodyType {
     EightBitMime,
 }
 
+/// A recipient's DSN parameters (RFC 3461 §4.1, §4.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptDsn {
+    /// `NOTIFY=`, if given: all false means `NEVER`. Absent: failures and
+    /// (at the relay's choice) delays are reported.
+    pub notify: Option<crate::client::Notify>,
+    /// `ORCPT=rfc822;...`, decoded from xtext: the original recipient.
+    pub orcpt: Option<String>,
+}
+
 /// A mail transaction: the envelope and, once received, the message.
 #[derive(Debug, Clone, Default)]
 pub struct Transaction {
@@ -74,6 +85,12 @@ pub struct Transaction {
     pub declared_size: Option<usize>,
     /// Accepted recipients, in order.
     pub recipients: Vec<Address>,
+    /// Their DSN parameters, one per recipient, in the same order.
+    pub recipient_dsn: Vec<RcptDsn>,
+    /// `ENVID=` (RFC 3461 §4.4), decoded from xtext.
+    pub envid: Option<String>,
+    /// `RET=`, if given.
+    pub ret: Option<Ret>,
     /// The message as received (dot-unstuffed), without anything added by us.
     pub body: Vec<u8>,
     /// True when it arrived with BDAT rather than DATA.
@@ -230,7 +247,7 @@ pub struct Session {
     /// The transaction a MAIL command opens once the sender is accepted.
     pending_tx: Option<Transaction>,
     /// The recipient being checked.
-    pending_rcpt: Option<Address>,
+    pending_rcpt: Option<(Address, RcptDsn)>,
     auth_failures: u32,
     shutting_down: bool,
     stats: SessionStats,
@@ -369,13 +386,14 @@ impl Session {
         if !self.take_pending(Pending::Recipient) {
             return;
         }
-        let Some(address) = self.pending_rcpt.take() else {
+        let Some((address, dsn)) = self.pending_rcpt.take() else {
             return;
         };
         match verdict {
             RcptVerdict::Accept => {
                 if let Some(tx) = self.tx.as_mut() {
                     tx.recipients.push(address);
+                    tx.recipient_dsn.push(dsn);
                     self.stats.recipients += 1;
                     self.send(Reply::new(250, "2.1.5", "Recipient OK"));
                 }
@@ -728,6 +746,7 @@ impl Session {
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),
             "CHUNKING".into(),
+            "DSN".into(),
         ];
         if self.cfg.starttls && self.tls.is_none() {
             lines.push("STARTTLS".into());
@@ -773,10 +792,12 @@ impl Session {
             return None;
         }
         // Only the extensions we advertise may be used (RFC 5321 §4.1.1.11).
-        let supported =
-            smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
+        let supported = smtp_proto::MAIL_BODY_7BIT
+            | smtp_proto::MAIL_BODY_8BITMIME
+            | smtp_proto::MAIL_SMTPUTF8
+            | smtp_proto::MAIL_RET_FULL
+            | smtp_proto::MAIL_RET_HDRS;
         if from.flags & !supported != 0
-            || from.env_id.is_some()
             || from.trans_id.is_some()
             || from.by != 0
             || from.solicit.is_some()
@@ -796,6 +817,31 @@ impl Session {
                     "Message size exceeds fixed maximum message size ({} octets)",
                     self.cfg.max_message_size
                 ),
+            ));
+            return None;
+        }
+        let ret = match (
+            from.flags & smtp_proto::MAIL_RET_FULL != 0,
+            from.flags & smtp_proto::MAIL_RET_HDRS != 0,
+        ) {
+            (true, true) => {
+                self.error(Reply::new(501, "5.5.4", "RET given twice"));
+                return None;
+            }
+            (true, false) => Some(Ret::Full),
+            (false, true) => Some(Ret::Headers),
+            (false, false) => None,
+        };
+        if from
+            .env_id
+            .as_deref()
+            .is_some_and(|e| e.bytes().any(|b| !(0x21..0x7f).contains(&b)))
+        {
+            // RFC 3461 §4.4: printable US-ASCII without spaces once decoded.
+            self.error(Reply::new(
+                501,
+                "5.5.4",
+                "Invalid value for parameter ENVID",
             ));
             return None;
         }
@@ -832,6 +878,8 @@ impl Session {
             body_type,
             smtputf8,
             declared_size: (from.size > 0).then_some(from.size),
+            envid: from.env_id,
+            ret,
             ..Transaction::default()
         });
         Some(Action::CheckSender {
@@ -847,10 +895,42 @@ impl Session {
             self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
             return None;
         };
-        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+        let notify_bits = smtp_proto::RCPT_NOTIFY_SUCCESS
+            | smtp_proto::RCPT_NOTIFY_FAILURE
+            | smtp_proto::RCPT_NOTIFY_DELAY
+            | smtp_proto::RCPT_NOTIFY_NEVER;
+        if to.flags & !notify_bits != 0 || to.rrvs != 0 {
             self.error(Reply::new(555, "5.5.4", "Unsupported RCPT parameter"));
             return None;
         }
+        let notify = if to.flags & notify_bits == 0 {
+            None
+        } else if to.flags & smtp_proto::RCPT_NOTIFY_NEVER != 0 {
+            if to.flags & notify_bits != smtp_proto::RCPT_NOTIFY_NEVER {
+                // RFC 3461 §4.1: NEVER stands alone.
+                self.error(Reply::new(
+                    501,
+                    "5.5.4",
+                    "NOTIFY=NEVER cannot be combined with other values",
+                ));
+                return None;
+            }
+            Some(crate::client::Notify::default())
+        } else {
+            Some(crate::client::Notify {
+                success: to.flags & smtp_proto::RCPT_NOTIFY_SUCCESS != 0,
+                failure: to.flags & smtp_proto::RCPT_NOTIFY_FAILURE != 0,
+                delay: to.flags & smtp_proto::RCPT_NOTIFY_DELAY != 0,
+            })
+        };
+        if (notify.is_some() || to.orcpt.is_some()) && !self.esmtp {
+            self.error(Reply::new(555, "5.5.4", "RCPT parameters need EHLO"));
+            return None;
+        }
+        let dsn = RcptDsn {
+            notify,
+            orcpt: to.orcpt.clone(),
+        };
         if tx.recipients.len() >= self.cfg.max_recipients {
             // 452, not 5xx: the client sends the rest in another transaction
             // (RFC 5321 §4.5.3.1.10).
@@ -889,7 +969,7 @@ impl Session {
             }
         };
         self.state = State::Waiting(Pending::Recipient);
-        self.pending_rcpt = Some(address.clone());
+        self.pending_rcpt = Some((address.clone(), dsn));
         Some(Action::CheckRecipient { address })
     }
 

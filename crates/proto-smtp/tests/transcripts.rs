@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 
 use pochta_addr::Address;
+use pochta_proto_smtp::client::{Notify, Ret};
 use pochta_proto_smtp::*;
 
 const USER: &str = "alice@example.com";
@@ -266,6 +267,7 @@ S: 250-8BITMIME
 S: 250-SMTPUTF8
 S: 250-ENHANCEDSTATUSCODES
 S: 250-CHUNKING
+S: 250-DSN
 S: 250-STARTTLS
 S: 250 HELP
 ";
@@ -292,6 +294,7 @@ S: 250-8BITMIME
 S: 250-SMTPUTF8
 S: 250-ENHANCEDSTATUSCODES
 S: 250-CHUNKING
+S: 250-DSN
 S: 250-AUTH PLAIN LOGIN
 S: 250 HELP
 ",
@@ -313,6 +316,7 @@ S: 250-8BITMIME
 S: 250-SMTPUTF8
 S: 250-ENHANCEDSTATUSCODES
 S: 250-CHUNKING
+S: 250-DSN
 S: 250-STARTTLS
 S: 250 HELP
 C: AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHNlY3JldA==
@@ -408,6 +412,7 @@ C: MAIL FROM:<a@remote.example>
 S: 503 5.5.1 Send EHLO or HELO first
 C: EHLO c
 S: 250-mx.example.com
+S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
@@ -785,6 +790,7 @@ S: 250-8BITMIME
 S: 250-SMTPUTF8
 S: 250-ENHANCEDSTATUSCODES
 S: 250-CHUNKING
+S: 250-DSN
 S: 250 HELP
 C: STARTTLS
 S: 503 5.5.1 TLS already active
@@ -813,6 +819,7 @@ fn auth_plain_with_initial_response_then_send() {
 S: 220 mx.example.com ESMTP pochta
 C: EHLO c
 S: 250-mx.example.com
+S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
@@ -859,6 +866,7 @@ S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
+S: 250-*
 S: 250 HELP
 C: AUTH PLAIN
 S: 334 
@@ -874,6 +882,7 @@ fn auth_login_and_cancel_and_garbage() {
         "
 S: 220 mx.example.com ESMTP pochta
 C: EHLO c
+S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
@@ -916,6 +925,7 @@ S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
+S: 250-*
 S: 250 HELP
 C: AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHdyb25n
 S: 535 5.7.8 Authentication credentials invalid
@@ -945,6 +955,7 @@ S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
+S: 250-*
 S: 250 HELP
 C: AUTH PLAIN AGxvY2tlZEBleGFtcGxlLmNvbQB4
 S: 454 4.7.0 Too many failed logins, try again later
@@ -962,6 +973,7 @@ fn auth_is_refused_on_the_mx() {
         "
 S: 220 mx.example.com ESMTP pochta
 C: EHLO c
+S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
@@ -1008,7 +1020,7 @@ S: 250 2.0.0 Ok: queued as Q1
 fn unsupported_parameters_are_555() {
     mx(&with_ehlo(
         "
-C: MAIL FROM:<a@remote.example> RET=FULL
+C: MAIL FROM:<a@remote.example> BY=120;R
 S: 555 5.5.4 Unsupported MAIL parameter
 C: MAIL FROM:<a@remote.example> BODY=BINARYMIME
 S: 555 5.5.4 Unsupported MAIL parameter
@@ -1016,10 +1028,61 @@ C: MAIL FROM:<a@remote.example> FOO=BAR
 S: 555 5.5.4 Unsupported parameter FOO=BAR
 C: MAIL FROM:<a@remote.example>
 S: 250 2.1.0 Sender OK
-C: RCPT TO:<alice@example.com> NOTIFY=NEVER
+C: RCPT TO:<alice@example.com> RRVS=2030-01-01T00:00:00Z
 S: 555 5.5.4 Unsupported RCPT parameter
 ",
     ));
+}
+
+#[test]
+fn dsn_parameters_are_kept_with_the_envelope() {
+    let m = mx(&with_ehlo(
+        "
+C: MAIL FROM:<a@remote.example> RET=HDRS ENVID=QQ314159+2Bx
+S: 250 2.1.0 Sender OK
+C: RCPT TO:<alice@example.com> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Alice+40Example.COM
+S: 250 2.1.5 Recipient OK
+C: RCPT TO:<bob@example.com> NOTIFY=NEVER
+S: 250 2.1.5 Recipient OK
+C: RCPT TO:<postmaster@example.com>
+S: 250 2.1.5 Recipient OK
+C: RCPT TO:<dan@example.com> NOTIFY=NEVER,FAILURE
+S: 501 5.5.4 NOTIFY=NEVER cannot be combined with other values
+C: RCPT TO:<dan@example.com> NOTIFY=SOMETIMES
+S: 501 5.5.4 Invalid value for parameter NOTIFY
+C: DATA
+S: 354 *
+C: Subject: x
+C:
+C: body
+C: .
+S: 250 2.0.0 *
+C: MAIL FROM:<> RET=FULL RET=HDRS
+S: 501 5.5.4 RET given twice
+",
+    ));
+    let tx = &m.delivered[0];
+    assert_eq!(tx.ret, Some(Ret::Headers));
+    assert_eq!(tx.envid.as_deref(), Some("QQ314159+x"));
+    assert_eq!(tx.recipients.len(), 3);
+    assert_eq!(
+        tx.recipient_dsn,
+        vec![
+            RcptDsn {
+                notify: Some(Notify {
+                    success: true,
+                    failure: false,
+                    delay: true
+                }),
+                orcpt: Some("Alice@Example.COM".into()),
+            },
+            RcptDsn {
+                notify: Some(Notify::default()),
+                orcpt: None,
+            },
+            RcptDsn::default(),
+        ]
+    );
 }
 
 #[test]
@@ -1040,6 +1103,7 @@ fn ehlo_resets_the_transaction() {
 C: MAIL FROM:<a@remote.example>
 S: 250 2.1.0 Sender OK
 C: EHLO again
+S: 250-*
 S: 250-*
 S: 250-*
 S: 250-*
