@@ -17,13 +17,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     units::parse_size(text)
 }
 
+/// Parses a network as `checks.skip` writes it (`"10.0.0.0/8"`, `"::1"`) into its
+/// address, with host bits cleared, and prefix length; so that the code matching
+/// client addresses against [`Checks::skip`] uses exactly the rules of the file.
+pub fn parse_network(text: &str) -> Result<(IpAddr, u8), String> {
+    units::parse_network(text)
+}
+
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use pochta_addr::Domain;
+use pochta_addr::{Domain, Secret};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// Environment variable naming the config file when `--config` is not given; kept
@@ -62,6 +72,12 @@ pub struct Config {
     pub limits: Limits,
     /// Login throttling.
     pub auth: AuthLimits,
+    /// Delivery of mail for other domains.
+    pub relay: Relay,
+    /// Retrying and expiring queued deliveries.
+    pub queue: Queue,
+    /// SPF, DKIM and DMARC checks of incoming mail.
+    pub checks: Checks,
     /// Logging.
     pub log: Log,
 }
@@ -159,6 +175,152 @@ pub struct AuthLimits {
     /// Failures older than this are forgotten. Default 15 min; more than zero.
     #[serde(deserialize_with = "units::deserialize_duration")]
     pub window: Duration,
+}
+
+/// How mail for other domains leaves: `[relay]`.
+///
+/// Only mail submitted after AUTH is relayed; it is queued and delivered, for each
+/// recipient domain, to the first of: its entry in [`Relay::routes`], the
+/// [`Relay::smarthost`], or the domain's MX hosts (RFC 5321 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Relay {
+    /// DNS servers asked for MX and address records, as `"IP:port"`. Default empty:
+    /// the servers of `/etc/resolv.conf`. Tests point it at a local DNS server.
+    #[serde(deserialize_with = "deserialize_resolver")]
+    pub resolver: Vec<SocketAddr>,
+    /// Longest wait for one DNS answer. Default 5 s; more than zero.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub dns_timeout: Duration,
+    /// Port used to reach MX hosts. Default 25, the only port other mail servers
+    /// listen on for MX traffic; tests change it. At least 1.
+    pub mx_port: u16,
+    /// STARTTLS towards MX hosts. Default [`RelayTls::Opportunistic`].
+    pub tls: RelayTls,
+    /// Longest wait for a TCP connection to a next hop. Default 30 s; more than zero.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub connect_timeout: Duration,
+    /// One server that receives all remote mail instead of the MX hosts (routes
+    /// still win), for hosts that may not send to port 25 themselves. Default
+    /// `None` (`""` in the file).
+    #[serde(deserialize_with = "deserialize_smarthost")]
+    pub smarthost: Option<HostPort>,
+    /// How to talk TLS to the smarthost. Default [`SmarthostTls::Starttls`].
+    pub smarthost_tls: SmarthostTls,
+    /// User name for AUTH at the smarthost (RFC 4954). Default `None` (`""`); set
+    /// together with `smarthost_password`, and only with a smarthost.
+    #[serde(deserialize_with = "deserialize_optional_string")]
+    pub smarthost_user: Option<String>,
+    /// Password for AUTH at the smarthost. Default `None` (`""`). A [`Secret`], so
+    /// that `Debug` output (and logs made from it) never shows it; never allowed with
+    /// `smarthost_tls = "none"`, so it is never sent in clear.
+    #[serde(deserialize_with = "deserialize_secret")]
+    pub smarthost_password: Option<Secret>,
+    /// PEM file of the CA certificates that verify the smarthost's certificate.
+    /// Default `None`: the system's trusted roots. Was readable when loaded.
+    pub smarthost_ca: Option<PathBuf>,
+    /// Next hop for particular domains (`[relay.routes]`), ahead of the smarthost
+    /// and MX records: for internal servers and tests. Keys are canonical, never
+    /// local domains, never address literals.
+    #[serde(deserialize_with = "deserialize_routes")]
+    pub routes: BTreeMap<Domain, HostPort>,
+}
+
+/// STARTTLS policy towards MX hosts (RFC 3207).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTls {
+    /// Use STARTTLS when the host offers it, without verifying its certificate
+    /// (most MX hosts have none a client could verify; Postfix's `may`).
+    /// Encryption against passive eavesdropping, no protection against an active
+    /// attacker (`"opportunistic"`).
+    #[default]
+    Opportunistic,
+    /// A host that does not offer STARTTLS, or fails the handshake, is a temporary
+    /// failure, and the mail waits in the queue (`"required"`).
+    Required,
+    /// Never use STARTTLS (`"none"`).
+    None,
+}
+
+/// TLS towards the smarthost. Its certificate is always verified: unlike an MX
+/// host, a smarthost was chosen by name, and it receives our password.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    /// STARTTLS, required (`"starttls"`; usually port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (`"implicit"`; RFC 8314, usually port 465).
+    Implicit,
+    /// Plain text (`"none"`): for a smarthost on the same machine or network only;
+    /// not allowed with credentials.
+    None,
+}
+
+/// A next hop: a host and a port, written `"host:port"` (`"[2001:db8::1]:25"` for
+/// IPv6), both required.
+///
+/// Built by parsing ([`str::parse`]), which checks the host and puts it in
+/// canonical form; [`Config::validate`] rejects a hand-built one that is not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// A host name (lower-case A-labels, no trailing dot), an IPv4 address, or an
+    /// IPv6 address (compressed, without brackets).
+    pub host: String,
+    /// The TCP port, 1 to 65535.
+    pub port: u16,
+}
+
+/// Retrying deliveries to other servers: `[queue]`.
+///
+/// After a temporary failure a delivery waits [`Queue::retry`], then twice as long
+/// after each further failure, at most [`Queue::max_retry`], until
+/// [`Queue::expire`], when the message is returned to its sender.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Queue {
+    /// Wait after the first temporary failure. Default 5 min; more than zero.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub retry: Duration,
+    /// Longest wait between two attempts. Default 4 h; at least `retry`.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub max_retry: Duration,
+    /// How long after it was queued a message is given up and bounced. Default
+    /// 5 days (RFC 5321 §4.5.4.1 asks for at least 4-5 days); more than zero.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub expire: Duration,
+    /// How long a message may wait before its sender is told it is delayed (a
+    /// "delayed" DSN, RFC 3464). Default 4 h; zero never warns, and so does a value
+    /// of `expire` or more.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub delay_warning: Duration,
+    /// Deliveries in progress at once, overall. Default 50; at least 1.
+    pub concurrency: u32,
+    /// Connections at once to one destination (domain or next hop), so that a
+    /// large queue for one domain does not look like an attack. Default 5; at least 1.
+    pub per_domain: u32,
+}
+
+/// Sender authentication of mail arriving at the MX: `[checks]`.
+///
+/// SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) results are recorded in an
+/// `Authentication-Results` header (RFC 8601) for the user's mail client and filters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Checks {
+    /// Run the checks at all. Default `true`.
+    pub enabled: bool,
+    /// Refuse (550 5.7.1) mail that fails DMARC when its domain publishes
+    /// `p=reject`. Default `false`: such mail is accepted and marked, since
+    /// forwarding and mailing lists break DMARC for legitimate mail too.
+    pub reject_dmarc: bool,
+    /// Clients never checked: local programs handing mail to the MX listener. Each
+    /// entry is an IP address or a network; loading stores it in canonical form
+    /// (`"127.0.0.0/8"`, `"::1/128"`: a bare address gets `/32` or `/128`, host bits
+    /// are cleared), and [`parse_network`] reads it. Default `["127.0.0.0/8", "::1/128"]`.
+    #[serde(deserialize_with = "deserialize_networks")]
+    pub skip: Vec<String>,
 }
 
 /// Logging settings, read once at start-up by the binary's tracing subscriber.
@@ -308,6 +470,9 @@ impl Default for Config {
             tls: Tls::default(),
             limits: Limits::default(),
             auth: AuthLimits::default(),
+            relay: Relay::default(),
+            queue: Queue::default(),
+            checks: Checks::default(),
             log: Log::default(),
         }
     }
@@ -355,6 +520,47 @@ impl Default for AuthLimits {
     }
 }
 
+impl Default for Relay {
+    fn default() -> Relay {
+        Relay {
+            resolver: Vec::new(),
+            dns_timeout: Duration::from_secs(5),
+            mx_port: 25,
+            tls: RelayTls::Opportunistic,
+            connect_timeout: Duration::from_secs(30),
+            smarthost: None,
+            smarthost_tls: SmarthostTls::Starttls,
+            smarthost_user: None,
+            smarthost_password: None,
+            smarthost_ca: None,
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            retry: Duration::from_secs(5 * 60),
+            max_retry: Duration::from_secs(4 * 3600),
+            expire: Duration::from_secs(5 * 24 * 3600),
+            delay_warning: Duration::from_secs(4 * 3600),
+            concurrency: 50,
+            per_domain: 5,
+        }
+    }
+}
+
+impl Default for Checks {
+    fn default() -> Checks {
+        Checks {
+            enabled: true,
+            reject_dmarc: false,
+            skip: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+        }
+    }
+}
+
 impl Default for Log {
     fn default() -> Log {
         Log {
@@ -370,6 +576,72 @@ impl fmt::Display for LogFormat {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         })
+    }
+}
+
+impl fmt::Display for RelayTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RelayTls::Opportunistic => "opportunistic",
+            RelayTls::Required => "required",
+            RelayTls::None => "none",
+        })
+    }
+}
+
+impl fmt::Display for SmarthostTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SmarthostTls::Starttls => "starttls",
+            SmarthostTls::Implicit => "implicit",
+            SmarthostTls::None => "none",
+        })
+    }
+}
+
+impl HostPort {
+    /// The host as an IP address, when it is one (no DNS lookup needed).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+/// `host:port`, or `[IPv6]:port`: the file's syntax, which parses back.
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `"host:port"`; the error says what is wrong and what was expected.
+impl FromStr for HostPort {
+    type Err = String;
+    fn from_str(text: &str) -> Result<HostPort, String> {
+        let (host, port) = units::parse_host_port(text)?;
+        Ok(HostPort { host, port })
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<HostPort, D::Error> {
+        de.deserialize_str(HostPortVisitor)
+    }
+}
+
+struct HostPortVisitor;
+
+impl Visitor<'_> for HostPortVisitor {
+    type Value = HostPort;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a \"host:port\" string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<HostPort, E> {
+        v.parse()
+            .map_err(|why| E::custom(format!("invalid host:port \"{v}\": {why}")))
     }
 }
 
@@ -424,6 +696,12 @@ struct FileConfig {
     #[serde(default)]
     auth: AuthLimits,
     #[serde(default)]
+    relay: Relay,
+    #[serde(default)]
+    queue: Queue,
+    #[serde(default)]
+    checks: Checks,
+    #[serde(default)]
     log: Log,
 }
 
@@ -441,10 +719,157 @@ fn deserialize_listen<'de, D: Deserializer<'de>>(de: D) -> Result<Option<SocketA
     })
 }
 
+/// `relay.resolver`: an array of `"IP:port"` strings. Each element is read on its
+/// own so that an error names it (`relay.resolver[1]`).
+fn deserialize_resolver<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<SocketAddr>, D::Error> {
+    struct Server(SocketAddr);
+    impl<'de> Deserialize<'de> for Server {
+        fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Server, D::Error> {
+            let text = String::deserialize(de)?;
+            text.trim().parse().map(Server).map_err(|_| {
+                de::Error::custom(format!(
+                    "invalid DNS server address \"{text}\" (expected \"IP:port\" such as \"192.0.2.53:53\" or \"[2001:db8::53]:53\")"
+                ))
+            })
+        }
+    }
+    let servers = Vec::<Server>::deserialize(de)?;
+    Ok(servers.into_iter().map(|s| s.0).collect())
+}
+
+/// `relay.smarthost`: `"host:port"`, or `""` for none.
+fn deserialize_smarthost<'de, D: Deserializer<'de>>(de: D) -> Result<Option<HostPort>, D::Error> {
+    let text = String::deserialize(de)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    HostPortVisitor.visit_str(&text).map(Some)
+}
+
+/// A string where `""` means "not set".
+fn deserialize_optional_string<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(de)?;
+    Ok(Some(text).filter(|t| !t.is_empty()))
+}
+
+/// A secret where `""` means "not set".
+fn deserialize_secret<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Secret>, D::Error> {
+    Ok(deserialize_optional_string(de)?.map(Secret::new))
+}
+
+/// `[relay.routes]`: `"domain" = "host:port"` entries. Keys are parsed as domains
+/// while reading the value (see [`RouteSeed`]), so that errors about a key name it
+/// (`relay.routes.example.net`); two spellings of one domain are an error rather
+/// than one silently replacing the other.
+fn deserialize_routes<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<BTreeMap<Domain, HostPort>, D::Error> {
+    struct RoutesVisitor;
+    impl<'de> Visitor<'de> for RoutesVisitor {
+        type Value = BTreeMap<Domain, HostPort>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of \"domain\" = \"host:port\" entries")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut routes = BTreeMap::new();
+            let mut written: BTreeMap<Domain, String> = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let (domain, hop) = map.next_value_seed(RouteSeed {
+                    key: &key,
+                    written: &written,
+                })?;
+                written.insert(domain.clone(), key);
+                routes.insert(domain, hop);
+            }
+            Ok(routes)
+        }
+    }
+    de.deserialize_map(RoutesVisitor)
+}
+
+/// Reads one route's value, checking its key first: an error raised while the
+/// value is read is attributed to `relay.routes.<key>`, one raised between
+/// entries only to `relay.routes`.
+struct RouteSeed<'a> {
+    key: &'a str,
+    /// Routes read so far, with the key as written.
+    written: &'a BTreeMap<Domain, String>,
+}
+
+impl<'de> DeserializeSeed<'de> for RouteSeed<'_> {
+    type Value = (Domain, HostPort);
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        let key = self.key;
+        let domain = Domain::parse(key.trim())
+            .map_err(|_| de::Error::custom(format!("\"{key}\" is not a domain name")))?;
+        if let Some(first) = self.written.get(&domain) {
+            return Err(de::Error::custom(format!(
+                "\"{key}\" is the same domain as \"{first}\", which already has a route"
+            )));
+        }
+        Ok((domain, de.deserialize_str(RouteVisitor)?))
+    }
+}
+
+/// [`HostPortVisitor`] with a hint for the likely mistake of an unquoted domain
+/// key, which TOML reads as nested tables (`example.net = …` is `example.net`).
+struct RouteVisitor;
+
+impl Visitor<'_> for RouteVisitor {
+    type Value = HostPort;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "a \"host:port\" string, with the domain in quotes: \"example.net\" = \"192.0.2.25:25\"",
+        )
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<HostPort, E> {
+        HostPortVisitor.visit_str(v)
+    }
+}
+
+/// `checks.skip`: networks, each stored in canonical form and named by its index
+/// in errors (`checks.skip[1]`).
+fn deserialize_networks<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    struct Network(String);
+    impl<'de> Deserialize<'de> for Network {
+        fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Network, D::Error> {
+            let text = String::deserialize(de)?;
+            canonical_network(&text)
+                .map(Network)
+                .map_err(de::Error::custom)
+        }
+    }
+    struct Networks;
+    impl<'de> Visitor<'de> for Networks {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of networks such as [\"127.0.0.0/8\", \"::1/128\"]")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Network(net)) = seq.next_element()? {
+                out.push(net);
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_seq(Networks)
+}
+
+/// A network in the canonical text `checks.skip` holds, or why it is not one.
+fn canonical_network(text: &str) -> Result<String, String> {
+    match units::parse_network(text) {
+        Ok((ip, len)) => Ok(format!("{ip}/{len}")),
+        Err(why) => Err(format!("invalid network \"{text}\": {why}")),
+    }
+}
+
 impl Config {
     /// Reads and validates a config file. Relative paths inside the file
-    /// (`data_dir`, `tls.cert`, `tls.key`) are resolved against the directory
-    /// containing the file.
+    /// (`data_dir`, `tls.cert`, `tls.key`, `relay.smarthost_ca`) are resolved against
+    /// the directory containing the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
@@ -488,6 +913,8 @@ impl Config {
         let mut tls = file.tls;
         tls.cert = tls.cert.map(|p| resolve(base_dir, p));
         tls.key = tls.key.map(|p| resolve(base_dir, p));
+        let mut relay = file.relay;
+        relay.smarthost_ca = relay.smarthost_ca.map(|p| resolve(base_dir, p));
         let config = Config {
             hostname,
             data_dir: match file.data_dir {
@@ -499,6 +926,9 @@ impl Config {
             tls,
             limits: file.limits,
             auth: file.auth,
+            relay,
+            queue: file.queue,
+            checks: file.checks,
             log: file.log,
         };
         config.validate()?;
@@ -532,6 +962,9 @@ impl Config {
         self.validate_listen()?;
         self.validate_tls()?;
         self.validate_limits()?;
+        self.validate_relay()?;
+        self.validate_queue()?;
+        self.validate_checks()?;
         validate_log_level(&self.log.level)?;
         Ok(())
     }
@@ -599,23 +1032,6 @@ impl Config {
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let at_least = |key: &str, value: u64, min: u64| {
-            if value < min {
-                Err(ConfigError::invalid(
-                    key,
-                    format!("{value} is too small (at least {min})"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let positive = |key: &str, value: Duration| {
-            if value.is_zero() {
-                Err(ConfigError::invalid(key, "must be longer than zero"))
-            } else {
-                Ok(())
-            }
-        };
         let usize_u64 = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
         at_least("limits.message_size", l.message_size, 1024)?;
         at_least("limits.recipients", usize_u64(l.recipients), 1)?;
@@ -629,6 +1045,135 @@ impl Config {
         at_least("auth.lockout_after", a.lockout_after.into(), 1)?;
         positive("auth.lockout", a.lockout)?;
         positive("auth.window", a.window)?;
+        Ok(())
+    }
+
+    fn validate_relay(&self) -> Result<(), ConfigError> {
+        let r = &self.relay;
+        for (i, server) in r.resolver.iter().enumerate() {
+            if server.port() == 0 || server.ip().is_unspecified() {
+                return Err(ConfigError::invalid(
+                    format!("relay.resolver[{i}]"),
+                    format!(
+                        "{server} is not a DNS server address (a real IP and a port from 1 to 65535, usually 53)"
+                    ),
+                ));
+            }
+        }
+        positive("relay.dns_timeout", r.dns_timeout)?;
+        at_least("relay.mx_port", r.mx_port.into(), 1)?;
+        positive("relay.connect_timeout", r.connect_timeout)?;
+        if let Some(hop) = &r.smarthost {
+            check_host_port("relay.smarthost", hop)?;
+        }
+        match (&r.smarthost_user, &r.smarthost_password) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "relay.smarthost_password",
+                    "not set, but relay.smarthost_user is: give both the user name and the password for the smarthost, or neither",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "relay.smarthost_user",
+                    "not set, but relay.smarthost_password is: give both the user name and the password for the smarthost, or neither",
+                ));
+            }
+            (Some(user), Some(password)) => {
+                if user.chars().any(char::is_control) {
+                    return Err(ConfigError::invalid(
+                        "relay.smarthost_user",
+                        "must not contain control characters",
+                    ));
+                }
+                // NUL separates the fields of AUTH PLAIN (RFC 4616 §2).
+                if password.expose().contains('\0') {
+                    return Err(ConfigError::invalid(
+                        "relay.smarthost_password",
+                        "must not contain a NUL character",
+                    ));
+                }
+            }
+            (None, None) => {}
+        }
+        // Settings that only make sense with a smarthost are errors without one, as
+        // everywhere in this file: nothing written in it is silently ignored.
+        if r.smarthost.is_none() {
+            if r.smarthost_user.is_some() {
+                return Err(ConfigError::invalid(
+                    "relay.smarthost_user",
+                    "set, but relay.smarthost is not: credentials are only used with a smarthost",
+                ));
+            }
+            if r.smarthost_ca.is_some() {
+                return Err(ConfigError::invalid(
+                    "relay.smarthost_ca",
+                    "set, but relay.smarthost is not: the CA file only verifies a smarthost",
+                ));
+            }
+        }
+        if r.smarthost_tls == SmarthostTls::None {
+            if r.smarthost_user.is_some() {
+                return Err(ConfigError::invalid(
+                    "relay.smarthost_tls",
+                    "\"none\" would send relay.smarthost_password in clear: use \"starttls\" or \"implicit\" with credentials",
+                ));
+            }
+            if r.smarthost_ca.is_some() {
+                return Err(ConfigError::invalid(
+                    "relay.smarthost_ca",
+                    "set, but relay.smarthost_tls is \"none\": without TLS there is no certificate to verify",
+                ));
+            }
+        }
+        if let Some(ca) = &r.smarthost_ca {
+            check_readable("relay.smarthost_ca", ca)?;
+        }
+        for (domain, hop) in &r.routes {
+            let key = format!("relay.routes.{domain}");
+            if domain.is_literal() {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("\"{domain}\" is an address literal; routes are for domain names"),
+                ));
+            }
+            if let Some(i) = self.domains.iter().position(|d| d == domain) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "\"{domain}\" is a local domain (domains[{i}]): its mail is delivered here, so it cannot have a route"
+                    ),
+                ));
+            }
+            check_host_port(&key, hop)?;
+        }
+        Ok(())
+    }
+
+    fn validate_queue(&self) -> Result<(), ConfigError> {
+        let q = &self.queue;
+        positive("queue.retry", q.retry)?;
+        if q.max_retry < q.retry {
+            return Err(ConfigError::invalid(
+                "queue.max_retry",
+                format!(
+                    "\"{}\" is shorter than queue.retry (\"{}\"); it is the longest wait between two attempts",
+                    units::format_duration(q.max_retry),
+                    units::format_duration(q.retry)
+                ),
+            ));
+        }
+        positive("queue.expire", q.expire)?;
+        at_least("queue.concurrency", q.concurrency.into(), 1)?;
+        at_least("queue.per_domain", q.per_domain.into(), 1)?;
+        Ok(())
+    }
+
+    fn validate_checks(&self) -> Result<(), ConfigError> {
+        for (i, net) in self.checks.skip.iter().enumerate() {
+            canonical_network(net)
+                .map_err(|why| ConfigError::invalid(format!("checks.skip[{i}]"), why))?;
+        }
         Ok(())
     }
 
@@ -656,6 +1201,13 @@ impl Config {
     /// so operators can see what the server actually uses. Paths are written as held
     /// (non-UTF-8 parts lossily), so relative ones resolve against the file's directory
     /// when read back.
+    ///
+    /// A set `relay.smarthost_password` is not written: the output is for reading,
+    /// and goes to terminals, logs and bug reports. Its line becomes a comment
+    /// (`# smarthost_password = (set, not shown)`) rather than a masked value such as
+    /// `"********"`, which would read back as a wrong password and fail only at the
+    /// smarthost; without the password, reading the output back fails at once,
+    /// naming `relay.smarthost_password`. Every other configuration reads back equal.
     pub fn to_toml(&self) -> String {
         use std::fmt::Write as _;
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
@@ -696,6 +1248,48 @@ impl Config {
         let _ = writeln!(out, "lockout_after = {}", a.lockout_after);
         let _ = writeln!(out, "lockout = {}", d(a.lockout));
         let _ = writeln!(out, "window = {}", d(a.window));
+        let r = &self.relay;
+        let _ = writeln!(out, "\n[relay]");
+        let resolver: Vec<String> = r.resolver.iter().map(|a| q(&a.to_string())).collect();
+        let _ = writeln!(out, "resolver = [{}]", resolver.join(", "));
+        let _ = writeln!(out, "dns_timeout = {}", d(r.dns_timeout));
+        let _ = writeln!(out, "mx_port = {}", r.mx_port);
+        let _ = writeln!(out, "tls = {}", q(&r.tls.to_string()));
+        let _ = writeln!(out, "connect_timeout = {}", d(r.connect_timeout));
+        let smarthost = r.smarthost.as_ref().map(HostPort::to_string);
+        let _ = writeln!(out, "smarthost = {}", q(&smarthost.unwrap_or_default()));
+        let _ = writeln!(out, "smarthost_tls = {}", q(&r.smarthost_tls.to_string()));
+        let user = r.smarthost_user.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "smarthost_user = {}", q(user));
+        match r.smarthost_password {
+            None => {
+                let _ = writeln!(out, "smarthost_password = \"\"");
+            }
+            Some(_) => {
+                let _ = writeln!(out, "# smarthost_password = (set, not shown)");
+            }
+        }
+        if let Some(ca) = &r.smarthost_ca {
+            let _ = writeln!(out, "smarthost_ca = {}", p(ca));
+        }
+        let _ = writeln!(out, "\n[relay.routes]");
+        for (domain, hop) in &r.routes {
+            let _ = writeln!(out, "{} = {}", q(domain.as_str()), q(&hop.to_string()));
+        }
+        let qu = &self.queue;
+        let _ = writeln!(out, "\n[queue]");
+        let _ = writeln!(out, "retry = {}", d(qu.retry));
+        let _ = writeln!(out, "max_retry = {}", d(qu.max_retry));
+        let _ = writeln!(out, "expire = {}", d(qu.expire));
+        let _ = writeln!(out, "delay_warning = {}", d(qu.delay_warning));
+        let _ = writeln!(out, "concurrency = {}", qu.concurrency);
+        let _ = writeln!(out, "per_domain = {}", qu.per_domain);
+        let c = &self.checks;
+        let _ = writeln!(out, "\n[checks]");
+        let _ = writeln!(out, "enabled = {}", c.enabled);
+        let _ = writeln!(out, "reject_dmarc = {}", c.reject_dmarc);
+        let skip: Vec<String> = c.skip.iter().map(|n| q(n)).collect();
+        let _ = writeln!(out, "skip = [{}]", skip.join(", "));
         let _ = writeln!(out, "\n[log]");
         let _ = writeln!(out, "level = {}", q(&self.log.level));
         let _ = writeln!(out, "format = {}", q(&self.log.format.to_string()));
@@ -722,6 +1316,39 @@ fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
     }
     a.ip() == b.ip()
         || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+}
+
+fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value} is too small (at least {min})"),
+        ));
+    }
+    Ok(())
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::invalid(key, "must be longer than zero"));
+    }
+    Ok(())
+}
+
+/// A hand-built [`HostPort`] must be what parsing its text gives: a valid host in
+/// canonical form and a port other than 0.
+fn check_host_port(key: &str, hop: &HostPort) -> Result<(), ConfigError> {
+    match hop.to_string().parse::<HostPort>() {
+        Ok(parsed) if parsed == *hop => Ok(()),
+        Ok(parsed) => Err(ConfigError::invalid(
+            key,
+            format!("\"{hop}\" is not in canonical form (\"{parsed}\")"),
+        )),
+        Err(why) => Err(ConfigError::invalid(
+            key,
+            format!("invalid host:port \"{hop}\": {why}"),
+        )),
+    }
 }
 
 fn check_readable(key: &str, path: &Path) -> Result<(), ConfigError> {
@@ -815,14 +1442,23 @@ fn value_error(text: &str, err: serde_path_to_error::Error<toml::de::Error>) -> 
     }
 }
 
-/// Replaces Rust type names in serde's type errors with what a user would write.
+/// Replaces Rust type names in serde's type errors with what a user would write,
+/// and words serde's "unknown variant" like the file's other messages.
 fn humanize(message: &str) -> String {
+    if let Some((value, expected)) = parse_unknown("variant", message) {
+        let quoted: Vec<String> = expected.iter().map(|e| format!("\"{e}\"")).collect();
+        return format!(
+            "unknown value \"{value}\" (expected one of: {})",
+            quoted.join(", ")
+        );
+    }
     let Some((head, expected)) = message.rsplit_once(", expected ") else {
         return message.to_owned();
     };
     let plain = match expected {
         "usize" | "u64" => "a whole number",
         "u32" => "a whole number from 0 to 4294967295",
+        "a sequence" => "an array",
         e if e.starts_with("struct ") => "a table",
         _ => return message.to_owned(),
     };
@@ -834,10 +1470,16 @@ fn humanize(message: &str) -> String {
 /// ``expected one of `a`, `b` ``, ``expected `a` or `b` ``, ``expected `a` `` or
 /// `there are no fields`.
 fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
-    let rest = message.strip_prefix("unknown field `")?;
+    parse_unknown("field", message)
+}
+
+/// [`parse_unknown_field`] for `what` = `field` or `variant` (an enum's unknown
+/// value, see `serde::de::Error::unknown_variant`).
+fn parse_unknown(what: &str, message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix(&format!("unknown {what} `"))?;
     let end = rest
         .find("`, expected ")
-        .or_else(|| rest.find("`, there are no fields"))?;
+        .or_else(|| rest.find(&format!("`, there are no {what}s")))?;
     let field = rest[..end].to_owned();
     let tail = &rest[end + 2..];
     let expected = tail

@@ -58,13 +58,20 @@ fn example_is_the_defaults() {
     // Wherever the file is: the example leaves data_dir at its default.
     let config = Config::from_toml(example_toml(), Path::new("/etc/pochta")).expect("parses");
     assert_eq!(config, same_as_default(&config));
-    // The commented-out example values are valid too (tls files aside).
+    // The commented-out example values are valid too (files that must exist aside:
+    // tls.cert, tls.key, relay.smarthost_ca).
+    const EXAMPLES: [&str; 6] = [
+        "hostname = ",
+        "data_dir = ",
+        "smarthost = ",
+        "smarthost_user = ",
+        "smarthost_password = ",
+        "\"example.net\" = ",
+    ];
     let uncommented: String = example_toml()
         .lines()
         .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.starts_with("hostname = ") || rest.starts_with("data_dir = ") => {
-                rest
-            }
+            Some(rest) if EXAMPLES.iter().any(|e| rest.starts_with(e)) => rest,
             _ => l,
         })
         .collect::<Vec<_>>()
@@ -72,6 +79,17 @@ fn example_is_the_defaults() {
     let config = Config::from_toml(&uncommented, Path::new("/etc/pochta")).expect("parses");
     assert_eq!(config.hostname, "mail.example.com");
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/pochta"));
+    let relay = &config.relay;
+    assert_eq!(
+        relay.smarthost.as_ref().map(HostPort::to_string).as_deref(),
+        Some("smtp.example.net:587")
+    );
+    assert!(relay.smarthost_user.is_some() && relay.smarthost_password.is_some());
+    assert_eq!(relay.routes.len(), 1);
+    assert_eq!(
+        relay.routes[&domain("example.net")].to_string(),
+        "192.0.2.25:25"
+    );
 }
 
 #[test]
@@ -86,7 +104,14 @@ fn example_mentions_every_key() {
             );
         }
     }
-    for key in ["cert = ", "key = ", "hostname = ", "data_dir = "] {
+    for key in [
+        "cert = ",
+        "key = ",
+        "hostname = ",
+        "data_dir = ",
+        "smarthost_ca = ",
+        "[relay.routes]",
+    ] {
         assert!(example_toml().contains(key), "example lacks {key}");
     }
 }
@@ -107,6 +132,7 @@ fn every_key_set() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("cert.pem"), "cert").expect("write");
     std::fs::write(dir.path().join("key.pem"), "key").expect("write");
+    std::fs::write(dir.path().join("ca.pem"), "ca").expect("write");
     let text = r#"
 hostname = "Mail.Example.COM."
 data_dir = "/var/lib/pochta"
@@ -143,12 +169,46 @@ lockout_after = 5
 lockout = "1h"
 window = "2d"
 
+[relay]
+resolver = ["192.0.2.53:53", " [2001:db8::53]:5353 "]
+dns_timeout = "2s"
+mx_port = 2526
+tls = "required"
+connect_timeout = "1m"
+smarthost = "Smtp.Example.NET.:465"
+smarthost_tls = "implicit"
+smarthost_user = "pochta@example.net"
+smarthost_password = "s3cret pass"
+smarthost_ca = "ca.pem"
+
+[relay.routes]
+"Example.NET." = "127.0.0.1:2526"
+"bücher.test" = "[::1]:25"
+"internal.example" = "Relay.Internal.Example:2525"
+
+[queue]
+retry = "1m"
+max_retry = "1m"
+expire = "2d"
+delay_warning = "0s"
+concurrency = 10
+per_domain = 1
+
+[checks]
+enabled = false
+reject_dmarc = true
+skip = ["10.1.2.3/8", "192.0.2.1", "2001:DB8::/32", "::1"]
+
 [log]
 level = "info,pochta_store=debug"
 format = "json"
 "#;
     let config = Config::from_toml(text, dir.path()).expect("valid config");
     let sock = |s: &str| Some(s.parse::<SocketAddr>().expect("test address"));
+    let hop = |host: &str, port: u16| HostPort {
+        host: host.into(),
+        port,
+    };
     let expected = Config {
         hostname: "mail.example.com".into(),
         data_dir: "/var/lib/pochta".into(),
@@ -188,6 +248,47 @@ format = "json"
             lockout: Duration::from_secs(3600),
             window: Duration::from_secs(2 * 86400),
         },
+        relay: Relay {
+            resolver: vec![
+                "192.0.2.53:53".parse().expect("test address"),
+                "[2001:db8::53]:5353".parse().expect("test address"),
+            ],
+            dns_timeout: Duration::from_secs(2),
+            mx_port: 2526,
+            tls: RelayTls::Required,
+            connect_timeout: Duration::from_secs(60),
+            smarthost: Some(hop("smtp.example.net", 465)),
+            smarthost_tls: SmarthostTls::Implicit,
+            smarthost_user: Some("pochta@example.net".into()),
+            smarthost_password: Some(Secret::new("s3cret pass")),
+            smarthost_ca: Some(dir.path().join("ca.pem")),
+            routes: BTreeMap::from([
+                (domain("example.net"), hop("127.0.0.1", 2526)),
+                (domain("xn--bcher-kva.test"), hop("::1", 25)),
+                (
+                    domain("internal.example"),
+                    hop("relay.internal.example", 2525),
+                ),
+            ]),
+        },
+        queue: Queue {
+            retry: Duration::from_secs(60),
+            max_retry: Duration::from_secs(60),
+            expire: Duration::from_secs(2 * 86400),
+            delay_warning: Duration::ZERO,
+            concurrency: 10,
+            per_domain: 1,
+        },
+        checks: Checks {
+            enabled: false,
+            reject_dmarc: true,
+            skip: vec![
+                "10.0.0.0/8".into(),
+                "192.0.2.1/32".into(),
+                "2001:db8::/32".into(),
+                "::1/128".into(),
+            ],
+        },
         log: Log {
             level: "info,pochta_store=debug".into(),
             format: LogFormat::Json,
@@ -199,9 +300,24 @@ format = "json"
     assert!(!config.is_local_domain(&domain("[192.0.2.1]")));
     assert_eq!(config.primary_domain().as_str(), "example.com");
 
-    // The effective config written out reads back the same.
-    let again = Config::from_toml(&config.to_toml(), dir.path()).expect("round trip");
-    assert_eq!(again, config);
+    // The password shows neither in Debug output nor in the effective config; read
+    // back without it, that config fails loudly, naming the missing key.
+    assert!(!format!("{config:?}").contains("s3cret"));
+    let shown = config.to_toml();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("\n# smarthost_password = (set, not shown)\n"),
+        "{shown}"
+    );
+    let err = Config::from_toml(&shown, dir.path()).expect_err("password not shown");
+    assert_eq!(err.key(), Some("relay.smarthost_password"), "{err}");
+
+    // Anything else written out reads back the same.
+    let mut without_password = config.clone();
+    without_password.relay.smarthost_user = None;
+    without_password.relay.smarthost_password = None;
+    let again = Config::from_toml(&without_password.to_toml(), dir.path()).expect("round trip");
+    assert_eq!(again, without_password);
 }
 
 #[test]
@@ -212,6 +328,16 @@ fn to_toml_round_trips_defaults() {
     assert_eq!(again, config);
     assert!(text.contains("message_size = \"50M\""), "{text}");
     assert!(text.contains("command_timeout = \"5m\""), "{text}");
+    assert!(text.contains("\n[relay]\nresolver = []\n"), "{text}");
+    assert!(text.contains("\nsmarthost = \"\"\n"), "{text}");
+    assert!(text.contains("\nsmarthost_password = \"\"\n"), "{text}");
+    assert!(!text.contains("smarthost_ca"), "{text}");
+    assert!(text.contains("\n[relay.routes]\n\n[queue]\n"), "{text}");
+    assert!(text.contains("\nexpire = \"5d\"\n"), "{text}");
+    assert!(
+        text.contains("\nskip = [\"127.0.0.0/8\", \"::1/128\"]\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -374,6 +500,9 @@ fn unknown_keys_name_the_full_path() {
         ("tls", "cert"),
         ("limits", "recipients"),
         ("auth", "lockout"),
+        ("relay", "smarthost_tls"),
+        ("queue", "max_retry"),
+        ("checks", "reject_dmarc"),
         ("log", "level"),
     ] {
         let msg = fails(
@@ -387,8 +516,12 @@ fn unknown_keys_name_the_full_path() {
     fails("[limits.extra]\nx = 1\n", "limits.extra");
     fails("limits.nope = 1\n", "limits.nope");
     // An unknown section.
-    let msg = fails("[relay]\nhost = \"x\"\n", "relay");
-    assert!(msg.contains("unknown key \"relay\""), "{msg}");
+    let msg = fails("[imap]\nhost = \"x\"\n", "imap");
+    assert!(msg.contains("unknown key \"imap\""), "{msg}");
+    assert!(
+        msg.contains("auth, relay, queue, checks, log"),
+        "sections in file order: {msg}"
+    );
 }
 
 #[test]
@@ -546,6 +679,18 @@ fn unknown_field_message_parsing() {
         Some(("x".into(), vec![]))
     );
     assert_eq!(parse_unknown_field("invalid type"), None);
+    assert_eq!(
+        parse_unknown("variant", "unknown variant `x`, expected `a` or `b`"),
+        Some(("x".into(), vec!["a".into(), "b".into()]))
+    );
+    assert_eq!(
+        parse_unknown("variant", "unknown variant `x`, there are no variants"),
+        Some(("x".into(), vec![]))
+    );
+    assert_eq!(
+        parse_unknown("variant", "unknown field `x`, expected `a`"),
+        None
+    );
     assert_eq!(edit_distance("mesage_size", "message_size"), 1);
     assert_eq!(edit_distance("", "abc"), 3);
 }
@@ -583,4 +728,465 @@ fn type_errors_are_readable() {
     );
     let msg = fails("listen = 5\n", "listen");
     assert!(msg.ends_with("expected a table"), "{msg}");
+}
+
+/// `[relay]` with `body` under it, where the local domain is `example.com`.
+fn relay(body: &str) -> String {
+    format!("domains = [\"example.com\"]\n[relay]\n{body}\n")
+}
+
+#[test]
+fn relay_defaults() {
+    let r = Config::default().relay;
+    assert!(r.resolver.is_empty());
+    assert_eq!(r.dns_timeout, Duration::from_secs(5));
+    assert_eq!(r.mx_port, 25);
+    assert_eq!(r.tls, RelayTls::Opportunistic);
+    assert_eq!(r.connect_timeout, Duration::from_secs(30));
+    assert_eq!(r.smarthost, None);
+    assert_eq!(r.smarthost_tls, SmarthostTls::Starttls);
+    assert_eq!((r.smarthost_user, r.smarthost_password), (None, None));
+    assert_eq!(r.smarthost_ca, None);
+    assert!(r.routes.is_empty());
+    let q = Config::default().queue;
+    assert_eq!(q.retry, Duration::from_secs(300));
+    assert_eq!(q.max_retry, Duration::from_secs(4 * 3600));
+    assert_eq!(q.expire, Duration::from_secs(5 * 86400));
+    assert_eq!(q.delay_warning, Duration::from_secs(4 * 3600));
+    assert_eq!((q.concurrency, q.per_domain), (50, 5));
+    let c = Config::default().checks;
+    assert!(c.enabled && !c.reject_dmarc);
+    assert_eq!(c.skip, ["127.0.0.0/8", "::1/128"]);
+}
+
+#[test]
+fn bad_resolver_addresses() {
+    let msg = fails(
+        &relay("resolver = [\"192.0.2.53:53\", \"8.8.8.8\"]"),
+        "relay.resolver[1]",
+    );
+    assert!(
+        msg.starts_with(
+            "relay.resolver[1]: invalid DNS server address \"8.8.8.8\" (expected \"IP:port\""
+        ),
+        "{msg}"
+    );
+    fails(
+        &relay("resolver = [\"dns.example:53\"]"),
+        "relay.resolver[0]",
+    );
+    fails(&relay("resolver = [53]"), "relay.resolver[0]");
+    let msg = fails(&relay("resolver = [\"192.0.2.53:0\"]"), "relay.resolver[0]");
+    assert!(msg.contains("not a DNS server address"), "{msg}");
+    fails(&relay("resolver = [\"0.0.0.0:53\"]"), "relay.resolver[0]");
+    let msg = fails(&relay("resolver = \"192.0.2.53:53\""), "relay.resolver");
+    assert!(msg.ends_with("expected an array"), "{msg}");
+    let config = parse(&relay("resolver = []")).expect("empty: resolv.conf");
+    assert!(config.relay.resolver.is_empty());
+}
+
+#[test]
+fn bad_smarthosts() {
+    for (bad, why) in [
+        ("host", "missing port"),
+        ("[::1]", "missing port"),
+        ("host:0", "port 0"),
+        ("exa mple:25", "neither a host name nor an IP address"),
+        ("2001:db8::1:25", "brackets"),
+        ("host:smtp", "not a port number"),
+        ("192.0.2.256:25", "neither a host name nor an IP address"),
+    ] {
+        let msg = fails(&relay(&format!("smarthost = \"{bad}\"")), "relay.smarthost");
+        assert!(
+            msg.starts_with(&format!("relay.smarthost: invalid host:port \"{bad}\": ")),
+            "{msg}"
+        );
+        assert!(msg.contains(why), "{bad}: {msg}");
+    }
+    fails(&relay("smarthost = 587"), "relay.smarthost");
+    for none in ["\"\"", "\"  \""] {
+        let config = parse(&relay(&format!("smarthost = {none}"))).expect("no smarthost");
+        assert_eq!(config.relay.smarthost, None);
+    }
+    let config = parse(&relay("smarthost = \"[2001:DB8::25]:25\"")).expect("IPv6");
+    let hop = config.relay.smarthost.expect("set");
+    assert_eq!(hop.host, "2001:db8::25");
+    assert_eq!(hop.to_string(), "[2001:db8::25]:25");
+}
+
+#[test]
+fn smarthost_credentials() {
+    let base = "smarthost = \"smtp.example.net:587\"\n";
+    let msg = fails(
+        &relay(&format!("{base}smarthost_user = \"me\"")),
+        "relay.smarthost_password",
+    );
+    assert!(
+        msg.contains("not set, but relay.smarthost_user is"),
+        "{msg}"
+    );
+    let msg = fails(
+        &relay(&format!("{base}smarthost_password = \"pw\"")),
+        "relay.smarthost_user",
+    );
+    assert!(
+        msg.contains("not set, but relay.smarthost_password is"),
+        "{msg}"
+    );
+    // "" is "not set", on either side.
+    fails(
+        &relay(&format!(
+            "{base}smarthost_user = \"me\"\nsmarthost_password = \"\""
+        )),
+        "relay.smarthost_password",
+    );
+    // Never a password in clear.
+    let creds = "smarthost_user = \"me\"\nsmarthost_password = \"pw\"\n";
+    let msg = fails(
+        &relay(&format!("{base}{creds}smarthost_tls = \"none\"")),
+        "relay.smarthost_tls",
+    );
+    assert!(msg.contains("in clear"), "{msg}");
+    // Credentials without a smarthost are an error, not silently unused.
+    let msg = fails(&relay(creds), "relay.smarthost_user");
+    assert!(msg.contains("relay.smarthost is not"), "{msg}");
+    fails(
+        &relay(&format!(
+            "{base}smarthost_user = \"a\\nb\"\nsmarthost_password = \"pw\""
+        )),
+        "relay.smarthost_user",
+    );
+    fails(
+        &relay(&format!(
+            "{base}smarthost_user = \"me\"\nsmarthost_password = \"p\\u0000w\""
+        )),
+        "relay.smarthost_password",
+    );
+
+    for tls in ["starttls", "implicit"] {
+        let config = parse(&relay(&format!("{base}{creds}smarthost_tls = \"{tls}\"")))
+            .expect("credentials over TLS");
+        assert_eq!(config.relay.smarthost_user.as_deref(), Some("me"));
+        let password = config.relay.smarthost_password.expect("set");
+        assert_eq!(password.expose(), "pw");
+    }
+    // A smarthost without TLS and without credentials (a local relay) is fine, and
+    // so is smarthost_tls alone: it has a default, and is used only with a smarthost.
+    let config = parse(&relay(&format!("{base}smarthost_tls = \"none\""))).expect("plain");
+    assert_eq!(config.relay.smarthost_tls, SmarthostTls::None);
+    parse(&relay("smarthost_tls = \"implicit\"")).expect("no smarthost");
+}
+
+#[test]
+fn smarthost_ca_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), "ca").expect("write");
+    let load = |body: &str| Config::from_toml(&relay(body), dir.path());
+    let base = "smarthost = \"smtp.example.net:587\"\n";
+    let config = load(&format!("{base}smarthost_ca = \"ca.pem\"")).expect("relative CA");
+    assert_eq!(config.relay.smarthost_ca, Some(dir.path().join("ca.pem")));
+
+    let msg = load(&format!("{base}smarthost_ca = \"missing.pem\""))
+        .expect_err("missing file")
+        .to_string();
+    assert!(
+        msg.starts_with("relay.smarthost_ca: cannot read \""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&dir.path().join("missing.pem").display().to_string()),
+        "{msg}"
+    );
+    let err = load(&format!("{base}smarthost_ca = \".\"")).expect_err("directory");
+    assert_eq!(err.key(), Some("relay.smarthost_ca"));
+    let err = load("smarthost_ca = \"ca.pem\"").expect_err("no smarthost");
+    assert_eq!(err.key(), Some("relay.smarthost_ca"));
+    assert!(err.to_string().contains("relay.smarthost is not"), "{err}");
+    let err = load(&format!(
+        "{base}smarthost_ca = \"ca.pem\"\nsmarthost_tls = \"none\""
+    ))
+    .expect_err("nothing to verify");
+    assert_eq!(err.key(), Some("relay.smarthost_ca"));
+}
+
+#[test]
+fn routes() {
+    let text = "domains = [\"example.com\"]\n[relay.routes]\n\"Example.NET.\" = \"127.0.0.1:2526\"\n\"пример.рф\" = \"mx.example.org:25\"\n";
+    let config = parse(text).expect("valid routes");
+    let routes: Vec<(String, String)> = config
+        .relay
+        .routes
+        .iter()
+        .map(|(d, h)| (d.to_string(), h.to_string()))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("example.net".to_owned(), "127.0.0.1:2526".to_owned()),
+            (
+                "xn--e1afmkfd.xn--p1ai".to_owned(),
+                "mx.example.org:25".to_owned()
+            ),
+        ]
+    );
+    let route = |entry: &str| {
+        format!("domains = [\"example.com\", \"example.org\"]\n[relay.routes]\n{entry}\n")
+    };
+
+    // A local domain, however it is spelt, is named in canonical form.
+    let msg = fails(
+        &route("\"EXAMPLE.org.\" = \"127.0.0.1:25\""),
+        "relay.routes.example.org",
+    );
+    assert!(msg.contains("local domain (domains[1])"), "{msg}");
+    let msg = fails(
+        &route("\"[192.0.2.1]\" = \"192.0.2.1:25\""),
+        "relay.routes.[192.0.2.1]",
+    );
+    assert!(msg.contains("address literal"), "{msg}");
+    let msg = fails(
+        &route("\"exa mple.net\" = \"127.0.0.1:25\""),
+        "relay.routes.exa mple.net",
+    );
+    assert!(msg.contains("not a domain name"), "{msg}");
+
+    let msg = fails(
+        &route("\"example.net\" = \"relay.example\""),
+        "relay.routes.example.net",
+    );
+    assert!(msg.contains("missing port"), "{msg}");
+    fails(
+        &route("\"example.net\" = \"relay.example:0\""),
+        "relay.routes.example.net",
+    );
+    fails(&route("\"example.net\" = 25"), "relay.routes.example.net");
+    // An unquoted domain is a dotted key, that is nested tables: say what to write.
+    let msg = fails(
+        &route("example.net = \"127.0.0.1:25\""),
+        "relay.routes.example",
+    );
+    assert!(msg.contains("with the domain in quotes"), "{msg}");
+
+    // Two spellings of one domain.
+    let err = parse(&route(
+        "\"example.net\" = \"127.0.0.1:25\"\n\"EXAMPLE.net\" = \"127.0.0.1:26\"",
+    ))
+    .expect_err("duplicate");
+    let key = err.key().expect("has a key").to_owned();
+    assert!(
+        key == "relay.routes.example.net" || key == "relay.routes.EXAMPLE.net",
+        "{err}"
+    );
+    assert!(err.to_string().contains("same domain"), "{err}");
+
+    fails("[relay]\nroutes = 5\n", "relay.routes");
+}
+
+#[test]
+fn relay_numbers_and_durations() {
+    let msg = fails(&relay("dns_timeout = 0"), "relay.dns_timeout");
+    assert!(msg.contains("longer than zero"), "{msg}");
+    fails(&relay("connect_timeout = \"0s\""), "relay.connect_timeout");
+    fails(
+        &relay("connect_timeout = \"soon\""),
+        "relay.connect_timeout",
+    );
+    let msg = fails(&relay("mx_port = 0"), "relay.mx_port");
+    assert!(msg.contains("at least 1"), "{msg}");
+    fails(&relay("mx_port = 65536"), "relay.mx_port");
+    fails(&relay("mx_port = \"25\""), "relay.mx_port");
+    let config = parse(&relay("mx_port = 2525\ndns_timeout = \"250ms\"")).expect("valid");
+    assert_eq!(config.relay.mx_port, 2525);
+    assert_eq!(config.relay.dns_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn bad_enum_values_name_the_allowed_ones() {
+    let msg = fails(&relay("tls = \"may\""), "relay.tls");
+    assert_eq!(
+        msg,
+        "relay.tls: unknown value \"may\" (expected one of: \"opportunistic\", \"required\", \"none\")"
+    );
+    let msg = fails(&relay("smarthost_tls = \"ssl\""), "relay.smarthost_tls");
+    assert_eq!(
+        msg,
+        "relay.smarthost_tls: unknown value \"ssl\" (expected one of: \"starttls\", \"implicit\", \"none\")"
+    );
+    let msg = fails("[log]\nformat = \"xml\"\n", "log.format");
+    assert_eq!(
+        msg,
+        "log.format: unknown value \"xml\" (expected one of: \"text\", \"json\")"
+    );
+    fails(&relay("tls = \"Required\""), "relay.tls");
+    fails(&relay("tls = true"), "relay.tls");
+    for (text, tls) in [
+        ("opportunistic", RelayTls::Opportunistic),
+        ("required", RelayTls::Required),
+        ("none", RelayTls::None),
+    ] {
+        let config = parse(&relay(&format!("tls = \"{text}\""))).expect("valid");
+        assert_eq!(config.relay.tls, tls);
+        assert_eq!(tls.to_string(), text);
+    }
+    for (text, tls) in [
+        ("starttls", SmarthostTls::Starttls),
+        ("implicit", SmarthostTls::Implicit),
+        ("none", SmarthostTls::None),
+    ] {
+        let config = parse(&relay(&format!("smarthost_tls = \"{text}\""))).expect("valid");
+        assert_eq!(config.relay.smarthost_tls, tls);
+        assert_eq!(tls.to_string(), text);
+    }
+}
+
+#[test]
+fn queue_rules() {
+    let msg = fails(
+        "[queue]\nretry = \"10m\"\nmax_retry = \"5m\"\n",
+        "queue.max_retry",
+    );
+    assert!(
+        msg.contains("\"5m\" is shorter than queue.retry (\"10m\")"),
+        "{msg}"
+    );
+    // The default max_retry (4h) is checked against a larger retry too.
+    fails("[queue]\nretry = \"5h\"\n", "queue.max_retry");
+    fails("[queue]\nretry = 0\n", "queue.retry");
+    fails("[queue]\nexpire = \"0s\"\n", "queue.expire");
+    fails("[queue]\ndelay_warning = -1\n", "queue.delay_warning");
+    fails("[queue]\nconcurrency = 0\n", "queue.concurrency");
+    fails("[queue]\nper_domain = 0\n", "queue.per_domain");
+    fails("[queue]\nper_domain = 1.5\n", "queue.per_domain");
+    // Equal retry and max_retry: a fixed interval. A delay warning of 0, or not
+    // before expiry, never fires; both are allowed.
+    let config =
+        parse("[queue]\nretry = \"1h\"\nmax_retry = \"1h\"\ndelay_warning = 0\n").expect("valid");
+    assert_eq!(config.queue.max_retry, config.queue.retry);
+    assert_eq!(config.queue.delay_warning, Duration::ZERO);
+    parse("[queue]\nexpire = \"1d\"\ndelay_warning = \"2d\"\n").expect("never warns");
+}
+
+#[test]
+fn check_skip_networks() {
+    for (bad, why) in [
+        ("10.0.0.0/33", "at most 32"),
+        ("nonsense", "not an IP address"),
+        ("::1/129", "at most 128"),
+        ("10.0.0.0/", "not a prefix length"),
+        ("localhost", "not an IP address"),
+    ] {
+        let msg = fails(
+            &format!("[checks]\nskip = [\"127.0.0.0/8\", \"{bad}\"]\n"),
+            "checks.skip[1]",
+        );
+        assert!(
+            msg.starts_with(&format!("checks.skip[1]: invalid network \"{bad}\": ")),
+            "{msg}"
+        );
+        assert!(msg.contains(why), "{msg}");
+    }
+    fails("[checks]\nskip = [8]\n", "checks.skip[0]");
+    fails("[checks]\nskip = \"127.0.0.1\"\n", "checks.skip");
+    fails("[checks]\nenabled = \"yes\"\n", "checks.enabled");
+    let config = parse("[checks]\nskip = [\"192.0.2.7\", \"10.9.8.7/16\", \"FE80::1/10\"]\n")
+        .expect("valid");
+    assert_eq!(
+        config.checks.skip,
+        ["192.0.2.7/32", "10.9.0.0/16", "fe80::/10"]
+    );
+    for net in &config.checks.skip {
+        let (ip, len) = parse_network(net).expect("canonical text parses");
+        assert_eq!(format!("{ip}/{len}"), *net);
+    }
+    let config = parse("[checks]\nskip = []\n").expect("check everyone");
+    assert!(config.checks.skip.is_empty());
+}
+
+#[test]
+fn host_port_text() {
+    let hop: HostPort = "Mail.Example.NET.:587".parse().expect("valid");
+    assert_eq!(
+        hop,
+        HostPort {
+            host: "mail.example.net".into(),
+            port: 587
+        }
+    );
+    assert_eq!(hop.to_string(), "mail.example.net:587");
+    assert_eq!(hop.ip(), None);
+    let hop: HostPort = "[2001:db8::1]:25".parse().expect("valid");
+    assert_eq!(hop.to_string(), "[2001:db8::1]:25");
+    assert_eq!(hop.ip(), "2001:db8::1".parse().ok());
+    let hop: HostPort = "192.0.2.25:25".parse().expect("valid");
+    assert_eq!(hop.ip(), "192.0.2.25".parse().ok());
+    assert_eq!(hop.to_string().parse::<HostPort>(), Ok(hop));
+    assert!("host".parse::<HostPort>().is_err());
+}
+
+#[test]
+fn hand_built_relay_sections_validate() {
+    let base = Config {
+        domains: vec![domain("example.com")],
+        listen: Listen::disabled(),
+        ..Config::default()
+    };
+    let hop = |host: &str, port: u16| HostPort {
+        host: host.into(),
+        port,
+    };
+    let check = |edit: &dyn Fn(&mut Config), key: &str| {
+        let mut config = base.clone();
+        edit(&mut config);
+        let err = config.validate().expect_err("invalid");
+        assert_eq!(err.key(), Some(key), "{err}");
+    };
+    check(
+        &|c| c.relay.routes = BTreeMap::from([(domain("example.com"), hop("127.0.0.1", 25))]),
+        "relay.routes.example.com",
+    );
+    check(
+        &|c| c.relay.routes = BTreeMap::from([(domain("[127.0.0.1]"), hop("127.0.0.1", 25))]),
+        "relay.routes.[127.0.0.1]",
+    );
+    check(
+        &|c| c.relay.routes = BTreeMap::from([(domain("example.net"), hop("Relay.Example", 25))]),
+        "relay.routes.example.net",
+    );
+    check(
+        &|c| c.relay.smarthost = Some(hop("smtp.example.net", 0)),
+        "relay.smarthost",
+    );
+    check(
+        &|c| c.relay.smarthost = Some(hop("[::1]", 25)),
+        "relay.smarthost",
+    );
+    check(
+        &|c| c.relay.smarthost = Some(hop("bad host", 25)),
+        "relay.smarthost",
+    );
+    check(
+        &|c| c.relay.resolver = vec![SocketAddr::from(([192, 0, 2, 53], 0))],
+        "relay.resolver[0]",
+    );
+    check(&|c| c.relay.mx_port = 0, "relay.mx_port");
+    check(
+        &|c| c.relay.dns_timeout = Duration::ZERO,
+        "relay.dns_timeout",
+    );
+    check(
+        &|c| c.queue.max_retry = Duration::from_secs(1),
+        "queue.max_retry",
+    );
+    check(&|c| c.queue.concurrency = 0, "queue.concurrency");
+    check(
+        &|c| c.checks.skip = vec!["127.0.0.0/8".into(), "bogus".into()],
+        "checks.skip[1]",
+    );
+
+    let mut config = base.clone();
+    config.relay.smarthost = Some(hop("::1", 2525));
+    config.relay.routes = BTreeMap::from([(domain("example.net"), hop("192.0.2.25", 25))]);
+    // Not canonical, but a valid network: parse_network reads it all the same.
+    config.checks.skip = vec!["127.0.0.1".into()];
+    config.validate().expect("valid");
 }

@@ -1,13 +1,16 @@
-//! The two small value syntaxes of the config file: sizes (`"50M"`) and durations
-//! (`"1h30m"`).
+//! The small value syntaxes of the config file: sizes (`"50M"`), durations
+//! (`"1h30m"`), next hops (`"smtp.example.net:587"`) and networks (`"10.0.0.0/8"`).
 //!
-//! Both are written by hand rather than pulled from a crate so that the accepted
+//! They are written by hand rather than pulled from a crate so that the accepted
 //! syntax is exactly what `docs/CONFIG.md` documents, and so that every error says
-//! what was expected. Both also accept a plain TOML integer (bytes, seconds).
+//! what was expected. Sizes and durations also accept a plain TOML integer (bytes,
+//! seconds).
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use pochta_addr::Domain;
 use serde::Deserializer;
 use serde::de::{self, Visitor};
 
@@ -188,6 +191,127 @@ pub(crate) fn deserialize_duration<'de, D: Deserializer<'de>>(de: D) -> Result<D
     de.deserialize_any(DurationVisitor)
 }
 
+/// What a next hop looks like, appended to every `host:port` error.
+const HOST_PORT_EXAMPLES: &str = "expected \"host:port\" such as \"smtp.example.net:587\", \"192.0.2.25:25\" or \"[2001:db8::25]:25\"";
+
+/// Parses a next hop `host:port` into its canonical host and port.
+///
+/// The host is a domain name (Unicode allowed, stored as lower-case A-labels without
+/// a trailing dot), an IPv4 address, or an IPv6 address in brackets (stored without
+/// them, in its compressed form). The port is required and is 1 to 65535: a next hop
+/// has no sensible default port, since a smarthost may listen on 25, 587 or 465.
+pub(crate) fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let text = text.trim();
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err(format!(
+                "missing \"]\" after the IPv6 address ({HOST_PORT_EXAMPLES})"
+            ));
+        };
+        let ip = inside
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("\"{inside}\" is not an IPv6 address ({HOST_PORT_EXAMPLES})"))?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port,
+            None if after.is_empty() => return Err(format!("missing port ({HOST_PORT_EXAMPLES})")),
+            None => {
+                return Err(format!(
+                    "unexpected \"{after}\" after the address ({HOST_PORT_EXAMPLES})"
+                ));
+            }
+        };
+        (ip.to_string(), port)
+    } else {
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("missing port ({HOST_PORT_EXAMPLES})"));
+        };
+        if host.contains(':') {
+            return Err(format!(
+                "an IPv6 address must be written in brackets ({HOST_PORT_EXAMPLES})"
+            ));
+        }
+        (canonical_host(host)?, port)
+    };
+    // `u16::from_str` also takes "+25"; a port is digits only.
+    let number = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        port.parse::<u16>().ok()
+    } else {
+        None
+    };
+    match number {
+        Some(0) => Err("port 0 is not allowed (1 to 65535)".to_owned()),
+        Some(port) => Ok((host, port)),
+        None if port.is_empty() => Err(format!("missing port ({HOST_PORT_EXAMPLES})")),
+        None => Err(format!("\"{port}\" is not a port number (1 to 65535)")),
+    }
+}
+
+/// A host that is not in brackets: an IPv4 address or a host name, canonical.
+fn canonical_host(host: &str) -> Result<String, String> {
+    if host.is_empty() {
+        return Err(format!("missing host ({HOST_PORT_EXAMPLES})"));
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(ip.to_string());
+    }
+    let bad = || format!("\"{host}\" is neither a host name nor an IP address");
+    let domain = Domain::parse(host).map_err(|_| bad())?;
+    // A name whose last label is all digits ("192.0.2.300", "010.0.0.1") is a
+    // mistyped address, not a host name (RFC 1123 §2.1: top-level names are alphabetic).
+    let last = domain.as_str().rsplit('.').next().unwrap_or_default();
+    if domain.is_literal() || last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(domain.as_str().to_owned())
+}
+
+/// Parses a network: an IP address, optionally followed by `/` and a prefix length
+/// (0-32 for IPv4, 0-128 for IPv6). A bare address is the network of that one
+/// address (`/32` or `/128`). Host bits below the prefix are cleared, so
+/// `"10.1.2.3/8"` is the network `10.0.0.0/8`.
+pub(crate) fn parse_network(text: &str) -> Result<(IpAddr, u8), String> {
+    const EXAMPLES: &str = "expected an IP address or a network such as \"192.0.2.0/24\", \"192.0.2.1\" or \"2001:db8::/32\"";
+    let trimmed = text.trim();
+    let (addr, prefix) = match trimmed.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (trimmed, None),
+    };
+    let ip = addr
+        .parse::<IpAddr>()
+        .map_err(|_| format!("\"{addr}\" is not an IP address ({EXAMPLES})"))?;
+    let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match prefix {
+        None => max,
+        Some(p) => {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "\"{p}\" is not a prefix length (0 to {max}; {EXAMPLES})"
+                ));
+            }
+            match p.parse::<u8>() {
+                Ok(len) if len <= max => len,
+                _ => {
+                    return Err(format!(
+                        "prefix length {p} is too long for an {} address (at most {max})",
+                        if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ));
+                }
+            }
+        }
+    };
+    let ip = match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(u32::from(32 - len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(u32::from(128 - len)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    };
+    Ok((ip, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +415,86 @@ mod tests {
             let d = parse_duration(text).expect("valid");
             assert_eq!(format_duration(d), text);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn host_ports() {
+        let hp = parse_host_port;
+        let ok = |h: &str, p: u16| Ok((h.to_owned(), p));
+        assert_eq!(hp("smtp.example.net:587"), ok("smtp.example.net", 587));
+        assert_eq!(hp(" SMTP.Example.NET.:25 "), ok("smtp.example.net", 25));
+        assert_eq!(hp("mx_1.example:25"), ok("mx_1.example", 25));
+        assert_eq!(hp("bücher.example:25"), ok("xn--bcher-kva.example", 25));
+        assert_eq!(hp("localhost:2526"), ok("localhost", 2526));
+        assert_eq!(hp("192.0.2.25:25"), ok("192.0.2.25", 25));
+        assert_eq!(hp("[2001:DB8:0::25]:465"), ok("2001:db8::25", 465));
+        assert_eq!(hp("[::1]:65535"), ok("::1", 65535));
+    }
+
+    #[test]
+    fn bad_host_ports() {
+        for (bad, why) in [
+            ("host", "missing port"),
+            ("host:", "missing port"),
+            ("[::1]", "missing port"),
+            ("[::1]:", "missing port"),
+            ("[::1", "missing \"]\""),
+            ("[::1]25", "unexpected \"25\""),
+            ("[192.0.2.1]:25", "not an IPv6 address"),
+            ("[nonsense]:25", "not an IPv6 address"),
+            ("::1:25", "brackets"),
+            ("2001:db8::1", "brackets"),
+            (":25", "missing host"),
+            ("", "missing port"),
+            ("host:0", "port 0"),
+            ("host:65536", "not a port number"),
+            ("host:+25", "not a port number"),
+            ("host:smtp", "not a port number"),
+            ("exa mple:25", "neither a host name nor an IP address"),
+            ("-bad.example:25", "neither"),
+            ("192.0.2.300:25", "neither"),
+            ("010.0.0.1:25", "neither"),
+            ("1234:25", "neither"),
+        ] {
+            let err = parse_host_port(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn networks() {
+        let net = |s: &str| parse_network(s).map(|(ip, len)| format!("{ip}/{len}"));
+        assert_eq!(net("127.0.0.0/8"), Ok("127.0.0.0/8".into()));
+        assert_eq!(net("127.0.0.1"), Ok("127.0.0.1/32".into()));
+        assert_eq!(net(" 10.1.2.3/8 "), Ok("10.0.0.0/8".into()));
+        assert_eq!(net("192.0.2.129/25"), Ok("192.0.2.128/25".into()));
+        assert_eq!(net("0.0.0.0/0"), Ok("0.0.0.0/0".into()));
+        assert_eq!(net("1.2.3.4/0"), Ok("0.0.0.0/0".into()));
+        assert_eq!(net("::1"), Ok("::1/128".into()));
+        assert_eq!(net("::1/128"), Ok("::1/128".into()));
+        assert_eq!(net("2001:DB8:1::5/32"), Ok("2001:db8::/32".into()));
+        assert_eq!(net("::/0"), Ok("::/0".into()));
+    }
+
+    #[test]
+    fn bad_networks() {
+        for (bad, why) in [
+            ("10.0.0.0/33", "too long for an IPv4 address (at most 32)"),
+            ("::1/129", "too long for an IPv6 address (at most 128)"),
+            ("10.0.0.0/999", "too long"),
+            ("nonsense", "\"nonsense\" is not an IP address"),
+            ("", "not an IP address"),
+            ("10.0.0.0/", "not a prefix length"),
+            ("10.0.0.0/-1", "not a prefix length"),
+            ("10.0.0.0/+8", "not a prefix length"),
+            ("10.0.0.0/8/8", "not a prefix length"),
+            ("10.0.0/8", "not an IP address"),
+            ("[::1]/128", "not an IP address"),
+            ("localhost", "not an IP address"),
+        ] {
+            let err = parse_network(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad:?}: {err}");
         }
     }
 }
