@@ -13,7 +13,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use pochta_addr::{Address, Domain};
-use pochta_store::{Delivery, DeliveryTarget, Resolution, Store, StoreError};
+use pochta_store::{
+    Delivery, DeliveryTarget, Outbound, OutboundRecipient, Resolution, Store, StoreError,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -64,6 +66,54 @@ pub struct Incoming {
     pub trace: Trace,
     /// True for submission: add Message-ID and Date when missing (RFC 6409 §8).
     pub submission: bool,
+    /// Recipients outside our domains may be queued for relay (an authenticated
+    /// submission). Without it they are dropped (the session refused them anyway).
+    pub relay: bool,
+    /// DSN parameters of each recipient, in the order of `recipients` (missing
+    /// entries mean none given).
+    pub recipient_dsn: Vec<RecipientDsn>,
+    /// RFC 3461 `ENVID`.
+    pub envid: Option<String>,
+    /// Return the whole message in a failure report (`RET=FULL`, or not given);
+    /// false for `RET=HDRS`.
+    pub ret_full: bool,
+    /// The message needs SMTPUTF8 from the next hop.
+    pub smtputf8: bool,
+    /// Header fields to put on top, CRLF-terminated (`Authentication-Results:`).
+    pub extra_headers: String,
+}
+
+/// A recipient's DSN parameters, for the queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientDsn {
+    /// The original recipient (`ORCPT`), a plain address.
+    pub orcpt: Option<String>,
+    /// `NOTIFY` as [`pochta_store::dsn_notify`] bits; 0 when not given.
+    pub notify: u8,
+}
+
+impl Incoming {
+    /// A message with only the essentials; the relay and DSN fields empty.
+    pub fn new(
+        mail_from: Option<Address>,
+        recipients: Vec<Address>,
+        body: Vec<u8>,
+        trace: Trace,
+    ) -> Incoming {
+        Incoming {
+            mail_from,
+            recipients,
+            body,
+            trace,
+            submission: false,
+            relay: false,
+            recipient_dsn: Vec::new(),
+            envid: None,
+            ret_full: true,
+            smtputf8: false,
+            extra_headers: String::new(),
+        }
+    }
 }
 
 /// The outcome of a delivery.
@@ -77,6 +127,8 @@ pub struct Delivered {
     pub accounts: usize,
     /// The Message-ID header, if the message has one.
     pub message_id: Option<String>,
+    /// Recipients queued for relay.
+    pub queued: usize,
 }
 
 /// Why a delivery failed.
@@ -90,11 +142,13 @@ pub enum DeliveryError {
     Store(#[from] StoreError),
 }
 
-/// Delivers into the local store.
+/// Delivers into the local store, and queues what is for other domains.
 pub struct LocalDelivery {
     store: Arc<dyn Store>,
     hostname: String,
     domains: Vec<Domain>,
+    /// How long queued mail is retried before it bounces.
+    queue_expire: std::time::Duration,
 }
 
 impl LocalDelivery {
@@ -104,7 +158,14 @@ impl LocalDelivery {
             store,
             hostname,
             domains,
+            queue_expire: std::time::Duration::from_secs(5 * 86400),
         }
+    }
+
+    /// Sets how long relayed mail stays in the queue before it bounces.
+    pub fn with_queue_expiry(mut self, expire: std::time::Duration) -> LocalDelivery {
+        self.queue_expire = expire;
+        self
     }
 
     /// True for one of our domains. Address literals never are.
@@ -169,7 +230,23 @@ impl LocalDelivery {
         let id = new_id();
         let now = OffsetDateTime::now_utc();
         let mut targets: Vec<DeliveryTarget> = Vec::new();
-        for rcpt in &msg.recipients {
+        let mut remote: Vec<OutboundRecipient> = Vec::new();
+        for (i, rcpt) in msg.recipients.iter().enumerate() {
+            if !self.is_local_domain(rcpt.domain()) {
+                if msg.relay {
+                    let dsn = msg.recipient_dsn.get(i).cloned().unwrap_or_default();
+                    if !remote.iter().any(|r| r.address == *rcpt) {
+                        remote.push(OutboundRecipient {
+                            address: rcpt.clone(),
+                            orcpt: dsn.orcpt,
+                            notify: dsn.notify,
+                        });
+                    }
+                } else {
+                    tracing::warn!(recipient = %rcpt, "non-local recipient without relay permission dropped");
+                }
+                continue;
+            }
             match self.store.resolve(rcpt).await? {
                 Resolution::Accounts(ids) => {
                     for account in ids {
@@ -184,9 +261,31 @@ impl LocalDelivery {
                 }
             }
         }
-        if targets.is_empty() {
+        if targets.is_empty() && remote.is_empty() {
             return Err(DeliveryError::NoRecipients);
         }
+        let outbound = if remote.is_empty() {
+            None
+        } else {
+            // The submitting account, for `pochta queue list` and future quotas.
+            let account = match msg.trace.user.as_deref().map(Address::parse) {
+                Some(Ok(user)) => self.store.account(&user).await?.map(|a| a.id),
+                _ => None,
+            };
+            Some(Outbound {
+                mail_from: msg.mail_from.clone(),
+                smtputf8: msg.smtputf8
+                    || !remote.iter().all(|r| r.address.is_ascii())
+                    || msg.mail_from.as_ref().is_some_and(|a| !a.is_ascii()),
+                recipients: remote,
+                envid: msg.envid.clone(),
+                ret_full: msg.ret_full,
+                account,
+                expires_at: now.unix_timestamp()
+                    + i64::try_from(self.queue_expire.as_secs()).unwrap_or(i64::MAX / 2),
+                eightbit: msg.body.iter().any(|b| *b >= 0x80),
+            })
+        };
         let raw = self.with_headers(&msg, &id, now);
         let meta = if raw.len() > PARSE_INLINE_MAX {
             let copy = raw.clone();
@@ -199,13 +298,14 @@ impl LocalDelivery {
         let message_id = meta.message_id.clone();
         let size = raw.len();
         let accounts = targets.len();
+        let queued = outbound.as_ref().map_or(0, |o| o.recipients.len());
         self.store
             .deliver(Delivery {
                 raw,
                 meta,
                 internal_date: now.unix_timestamp(),
                 targets,
-                outbound: None,
+                outbound,
             })
             .await?;
         Ok(Delivered {
@@ -213,6 +313,7 @@ impl LocalDelivery {
             size,
             accounts,
             message_id,
+            queued,
         })
     }
 
@@ -227,6 +328,7 @@ impl LocalDelivery {
             .map(Address::to_smtp)
             .unwrap_or_default();
         h.push_str(&format!("Return-Path: <{from}>\r\n"));
+        h.push_str(&msg.extra_headers);
         h.push_str(&self.received(msg, id, &date));
         if msg.submission {
             if pochta_message::find_header(&msg.body, "Message-ID").is_none() {
@@ -418,6 +520,7 @@ mod tests {
                     user: None,
                 },
                 submission: false,
+                ..Incoming::new(None, vec![], vec![], Trace::default())
             })
             .await
             .unwrap();
@@ -440,6 +543,110 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn remote_recipients_are_queued_only_when_relaying() {
+        let (_d, store, d) = setup().await;
+        let trace = Trace {
+            helo: Some("laptop".into()),
+            peer: Some("192.0.2.9".parse().unwrap()),
+            protocol: "ESMTP",
+            tls: Some(("TLSv1.3".into(), "X".into())),
+            user: Some("alice@example.com".into()),
+        };
+        let mut msg = Incoming::new(
+            Some(a("alice@example.com")),
+            vec![
+                a("bob@example.com"),
+                a("x@remote.example"),
+                a("y@remote.example"),
+            ],
+            b"Subject: out\r\n\r\nhello \xc3\xa9\r\n".to_vec(),
+            trace.clone(),
+        );
+        msg.submission = true;
+        msg.relay = true;
+        msg.envid = Some("E1".into());
+        msg.ret_full = false;
+        msg.recipient_dsn = vec![
+            RecipientDsn::default(),
+            RecipientDsn {
+                orcpt: Some("X@Remote.Example".into()),
+                notify: pochta_store::dsn_notify::SUCCESS,
+            },
+        ];
+        let out = d.deliver(msg.clone()).await.unwrap();
+        assert_eq!((out.accounts, out.queued), (1, 2));
+        let q = store.queue_list().await.unwrap();
+        assert_eq!(q.len(), 1);
+        let m = &q[0];
+        assert_eq!(m.envid.as_deref(), Some("E1"));
+        assert!(!m.ret_full);
+        assert!(m.eightbit, "the body has 8-bit text");
+        assert!(m.account.is_some(), "the submitting account is recorded");
+        let rcpts: Vec<(String, Option<String>, u8)> = m
+            .recipients
+            .iter()
+            .map(|r| (r.address.key(), r.orcpt.clone(), r.notify))
+            .collect();
+        assert_eq!(
+            rcpts,
+            [
+                (
+                    "x@remote.example".into(),
+                    Some("X@Remote.Example".into()),
+                    1
+                ),
+                ("y@remote.example".into(), None, 0),
+            ]
+        );
+        let queued = String::from_utf8(store.queue_blob(m.id).await.unwrap()).unwrap();
+        assert!(
+            queued.starts_with("Return-Path: <alice@example.com>\r\n"),
+            "{queued}"
+        );
+        assert!(
+            queued.contains("Message-ID: <"),
+            "completed before queueing: {queued}"
+        );
+
+        // Without relay permission the remote ones are dropped...
+        msg.relay = false;
+        let out = d.deliver(msg.clone()).await.unwrap();
+        assert_eq!((out.accounts, out.queued), (1, 0));
+        // ... and with only remote ones nothing is delivered at all.
+        msg.recipients = vec![a("x@remote.example")];
+        assert!(matches!(
+            d.deliver(msg).await,
+            Err(DeliveryError::NoRecipients)
+        ));
+    }
+
+    #[tokio::test]
+    async fn extra_headers_go_on_top() {
+        let (_d, store, d) = setup().await;
+        let mut msg = Incoming::new(
+            Some(a("x@remote.example")),
+            vec![a("alice@example.com")],
+            b"Subject: s\r\n\r\nx\r\n".to_vec(),
+            Trace::default(),
+        );
+        msg.extra_headers = "Authentication-Results: mx.example.com; spf=pass\r\n".into();
+        d.deliver(msg).await.unwrap();
+        let alice = store
+            .account(&a("alice@example.com"))
+            .await
+            .unwrap()
+            .unwrap();
+        let inbox = store.mailboxes(alice.id).await.unwrap()[0].clone();
+        let msgs = store.messages(alice.id, inbox.id).await.unwrap();
+        let raw = store.read_blob(alice.id, msgs[0].blob_id).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(
+            text.starts_with("Return-Path: <x@remote.example>\r\nAuthentication-Results: mx.example.com; spf=pass\r\nReceived: "),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn submission_completes_message_id_and_date() {
         let (_d, store, d) = setup().await;
         d.deliver(Incoming {
@@ -454,6 +661,7 @@ mod tests {
                 user: Some("alice@example.com".into()),
             },
             submission: true,
+            ..Incoming::new(None, vec![], vec![], Trace::default())
         })
         .await
         .unwrap();
@@ -486,6 +694,7 @@ mod tests {
                 body: b"x\r\n".to_vec(),
                 trace: Trace::default(),
                 submission: false,
+                ..Incoming::new(None, vec![], vec![], Trace::default())
             })
             .await;
         assert!(matches!(err, Err(DeliveryError::NoRecipients)));

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use pochta_addr::Address;
 use pochta_auth::{AuthError, Authenticator};
-use pochta_delivery::{DeliveryError, Incoming, LocalDelivery, RecipientCheck, Trace};
+use pochta_delivery::{
+    DeliveryError, Incoming, LocalDelivery, RecipientCheck, RecipientDsn, Trace,
+};
+use pochta_msgauth::Checker;
 use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded};
 use pochta_proto_smtp::{
     Action, AuthVerdict, DeliveryVerdict, Mode, RcptVerdict, Reply, SenderVerdict, Session,
@@ -57,6 +60,7 @@ pub struct SmtpServer {
     delivery: Arc<LocalDelivery>,
     auth: Arc<Authenticator>,
     tls: Option<TlsAcceptor>,
+    checker: Option<Arc<Checker>>,
 }
 
 /// Which listener a connection came in on.
@@ -106,6 +110,24 @@ impl SmtpServer {
             delivery,
             auth,
             tls,
+            checker: None,
+        })
+    }
+
+    /// A server that also checks SPF, DKIM and DMARC on the MX listener.
+    pub fn with_checker(
+        settings: SmtpSettings,
+        delivery: Arc<LocalDelivery>,
+        auth: Arc<Authenticator>,
+        tls: Option<TlsAcceptor>,
+        checker: Option<Arc<Checker>>,
+    ) -> Arc<SmtpServer> {
+        Arc::new(SmtpServer {
+            settings,
+            delivery,
+            auth,
+            tls,
+            checker,
         })
     }
 
@@ -289,13 +311,10 @@ impl SmtpServer {
                         RecipientCheck::NotLocal if listener == Listener::Mx => {
                             RcptVerdict::RelayDenied
                         }
-                        RecipientCheck::NotLocal => RcptVerdict::Reject(Reply::new(
-                            550,
-                            "5.7.1",
-                            format!(
-                                "<{address}>: delivery to other domains is not available on this server yet (no relay)"
-                            ),
-                        )),
+                        // Submission: the session only gets here after AUTH (over
+                        // TLS), so the user may send anywhere; the queue relays it.
+                        RecipientCheck::NotLocal if session.user().is_some() => RcptVerdict::Accept,
+                        RecipientCheck::NotLocal => RcptVerdict::RelayDenied,
                     };
                     session.answer_recipient(verdict);
                 }
@@ -346,10 +365,64 @@ impl SmtpServer {
             .as_ref()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let mut body = tx.body;
+        let mut extra_headers = String::new();
+        if listener == Listener::Mx
+            && let Some(checker) = &self.checker
+        {
+            // RFC 8601 §5: results claiming to be ours did not come from us.
+            if let Some(clean) = pochta_msgauth::strip_forged_results(&body, checker.authserv_id())
+            {
+                body = clean;
+            }
+            if checker.applies_to(peer.ip()) {
+                let mail_from = tx.mail_from.as_ref().map(|a| a.to_smtp());
+                let verdict = checker
+                    .check(
+                        peer.ip(),
+                        session.helo().unwrap_or(""),
+                        mail_from.as_deref(),
+                        &body,
+                    )
+                    .await;
+                tracing::info!(from = %from, checks = %verdict.summary, "sender authentication");
+                if let Some(reason) = verdict.reject {
+                    return DeliveryVerdict::Reject(Reply::new(550, "5.7.1", reason));
+                }
+                extra_headers = verdict.header;
+            }
+        }
+        let recipient_dsn = tx
+            .recipient_dsn
+            .iter()
+            .map(|d| RecipientDsn {
+                orcpt: d.orcpt.clone(),
+                notify: d.notify.map_or(0, |n| {
+                    if !(n.success || n.failure || n.delay) {
+                        pochta_store::dsn_notify::NEVER
+                    } else {
+                        (if n.success {
+                            pochta_store::dsn_notify::SUCCESS
+                        } else {
+                            0
+                        }) | (if n.failure {
+                            pochta_store::dsn_notify::FAILURE
+                        } else {
+                            0
+                        }) | (if n.delay {
+                            pochta_store::dsn_notify::DELAY
+                        } else {
+                            0
+                        })
+                    }
+                }),
+            })
+            .collect();
+        let submission = listener != Listener::Mx;
         let incoming = Incoming {
             mail_from: tx.mail_from,
             recipients: tx.recipients,
-            body: tx.body,
+            body,
             trace: Trace {
                 helo: session.helo().map(str::to_string),
                 peer: Some(peer.ip()),
@@ -357,7 +430,13 @@ impl SmtpServer {
                 tls: session.tls().map(|t| (t.version.clone(), t.cipher.clone())),
                 user: session.user().map(str::to_string),
             },
-            submission: listener != Listener::Mx,
+            submission,
+            relay: submission && session.user().is_some(),
+            recipient_dsn,
+            envid: tx.envid,
+            ret_full: tx.ret != Some(pochta_proto_smtp::client::Ret::Headers),
+            smtputf8: tx.smtputf8,
+            extra_headers,
         };
         match self.delivery.deliver(incoming).await {
             Ok(d) => {
@@ -366,6 +445,7 @@ impl SmtpServer {
                     from = %from,
                     recipients = rcpts,
                     accounts = d.accounts,
+                    queued = d.queued,
                     size = d.size,
                     message_id = d.message_id.as_deref().unwrap_or(""),
                     "delivered"

@@ -1,0 +1,198 @@
+//! Where mail for a domain goes: a static route, the smarthost, or the
+//! domain's MX hosts (RFC 5321 §5.1), each turned into addresses to try in order.
+
+use std::net::{IpAddr, SocketAddr};
+
+use pochta_msgauth::DnsFailure;
+use pochta_proto_smtp::client::TlsPolicy;
+use pochta_queue::Failure;
+use rand::seq::SliceRandom;
+
+use crate::{NextHop, SmarthostTls, SmtpTransport};
+
+/// One address to try, with how to talk to it.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The host name (for logs, SNI and reports), or the address.
+    pub name: String,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// STARTTLS policy.
+    pub tls: TlsPolicy,
+    /// TLS from the first byte (smarthost on port 465).
+    pub implicit_tls: bool,
+    /// Check the certificate (smarthost).
+    pub verify: bool,
+    /// Log in (smarthost).
+    pub authenticate: bool,
+}
+
+impl Target {
+    /// `name [ip]`, as logs and reports show it.
+    pub fn display(&self) -> String {
+        if self.name == self.addr.ip().to_string() {
+            format!("[{}]", self.addr.ip())
+        } else {
+            format!("{} [{}]", self.name, self.addr.ip())
+        }
+    }
+}
+
+/// The outcome of routing.
+pub(crate) enum Routing {
+    /// Try these, in order.
+    Targets(Vec<Target>),
+    /// Nowhere to go: a permanent failure (`true`) or a temporary one.
+    Fail(Failure, bool),
+}
+
+impl SmtpTransport {
+    /// Routes mail for `domain` (lower case; `[192.0.2.1]` for a literal).
+    pub(crate) async fn route(&self, domain: &str) -> Routing {
+        let s = &self.settings;
+        if let Some(hop) = s.routes.get(domain) {
+            return self.hop_targets(hop, s.tls, false, false, false).await;
+        }
+        if let Some(sm) = &s.smarthost {
+            let (tls, implicit) = match sm.tls {
+                SmarthostTls::Starttls => (TlsPolicy::Required, false),
+                SmarthostTls::Implicit => (TlsPolicy::Disabled, true),
+                SmarthostTls::None => (TlsPolicy::Disabled, false),
+            };
+            let verify = sm.tls != SmarthostTls::None;
+            return self
+                .hop_targets(&sm.hop, tls, implicit, verify, sm.credentials.is_some())
+                .await;
+        }
+        if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let ip = literal.strip_prefix("IPv6:").unwrap_or(literal);
+            return match ip.parse::<IpAddr>() {
+                Ok(ip) => Routing::Targets(vec![Target {
+                    name: ip.to_string(),
+                    addr: SocketAddr::new(ip, s.mx_port),
+                    tls: s.tls,
+                    implicit_tls: false,
+                    verify: false,
+                    authenticate: false,
+                }]),
+                Err(_) => Routing::Fail(
+                    failure("5.1.2", format!("{domain} is not a valid address literal")),
+                    true,
+                ),
+            };
+        }
+        self.mx_targets(domain).await
+    }
+
+    async fn hop_targets(
+        &self,
+        hop: &NextHop,
+        tls: TlsPolicy,
+        implicit_tls: bool,
+        verify: bool,
+        authenticate: bool,
+    ) -> Routing {
+        match self.dns.ips(&hop.host, self.settings.max_addresses).await {
+            Ok(ips) => Routing::Targets(
+                ips.into_iter()
+                    .map(|ip| Target {
+                        name: hop.host.clone(),
+                        addr: SocketAddr::new(ip, hop.port),
+                        tls,
+                        implicit_tls,
+                        verify,
+                        authenticate,
+                    })
+                    .collect(),
+            ),
+            // A configured next hop that does not resolve is our problem, not
+            // the sender's: keep the mail and retry.
+            Err(e) => Routing::Fail(
+                failure("4.4.3", format!("next hop {}: {e}", hop.host)),
+                false,
+            ),
+        }
+    }
+
+    async fn mx_targets(&self, domain: &str) -> Routing {
+        let s = &self.settings;
+        let mut hosts = match self.dns.mx(domain).await {
+            Ok(list) => list,
+            Err(DnsFailure::NoSuchDomain(_)) => {
+                return Routing::Fail(
+                    failure("5.1.2", format!("domain {domain} does not exist")),
+                    true,
+                );
+            }
+            Err(e) => return Routing::Fail(failure("4.4.3", e.to_string()), false),
+        };
+        // RFC 7505: a single MX of "." says the domain takes no mail.
+        if hosts.iter().any(|(_, h)| h == ".") {
+            return Routing::Fail(
+                failure(
+                    "5.1.10",
+                    format!("domain {domain} accepts no mail (null MX, RFC 7505)"),
+                ),
+                true,
+            );
+        }
+        if hosts.is_empty() {
+            // RFC 5321 §5.1: no MX, so the domain itself is the host.
+            hosts.push((0, domain.to_string()));
+        }
+        // Lowest preference first; equal preferences in random order (§5.1).
+        hosts.shuffle(&mut rand::rng());
+        hosts.sort_by_key(|(p, _)| *p);
+        let mut targets = Vec::new();
+        let mut last = None;
+        for (_, host) in hosts {
+            if host.eq_ignore_ascii_case(&s.helo) {
+                // We are an MX for this domain but not its final destination:
+                // everything above us failed or we are the best, a loop (§5.1).
+                if targets.is_empty() {
+                    return Routing::Fail(
+                        failure("5.4.6", format!("mail for {domain} loops back to myself")),
+                        true,
+                    );
+                }
+                break;
+            }
+            match self.dns.ips(&host, 2).await {
+                Ok(ips) => {
+                    for ip in ips {
+                        targets.push(Target {
+                            name: host.clone(),
+                            addr: SocketAddr::new(ip, s.mx_port),
+                            tls: s.tls,
+                            implicit_tls: false,
+                            verify: false,
+                            authenticate: false,
+                        });
+                    }
+                }
+                Err(e) => last = Some(e),
+            }
+            if targets.len() >= s.max_addresses {
+                break;
+            }
+        }
+        targets.truncate(s.max_addresses);
+        if targets.is_empty() {
+            let text = match last {
+                Some(e) => format!("no address for the mail hosts of {domain}: {e}"),
+                None => format!("no address for the mail hosts of {domain}"),
+            };
+            return Routing::Fail(failure("4.4.3", text), false);
+        }
+        Routing::Targets(targets)
+    }
+}
+
+fn failure(status: &str, text: String) -> Failure {
+    Failure {
+        status: status.into(),
+        reply: None,
+        remote: None,
+        text,
+    }
+}
