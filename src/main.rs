@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod ops;
+mod relay;
 mod serve;
 
 use std::path::PathBuf;
@@ -30,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the mail server (SMTP MX and submission) until Ctrl-C or SIGTERM.
+    /// Run the mail server (SMTP, POP3, IMAP, the relay queue) until Ctrl-C or SIGTERM.
     Serve,
     /// Manage mail accounts.
     #[command(subcommand)]
@@ -38,6 +40,12 @@ enum Command {
     /// Manage alias addresses.
     #[command(subcommand)]
     Alias(admin::AliasCommand),
+    /// DKIM signing keys for mail relayed to other servers.
+    #[command(subcommand)]
+    Dkim(ops::DkimCommand),
+    /// Inspect and steer the outbound queue (also while the server runs).
+    #[command(subcommand)]
+    Queue(ops::QueueCommand),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +76,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve => serve::serve(config, cli.config).await,
             Command::User(cmd) => admin::user(&config, cmd).await,
             Command::Alias(cmd) => admin::alias(&config, cmd).await,
+            Command::Dkim(cmd) => ops::dkim(&config, cmd),
+            Command::Queue(cmd) => ops::queue(&config, cmd).await,
         }
     })
 }

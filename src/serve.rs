@@ -44,14 +44,18 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         throttle,
         Some(config.primary_domain().clone()),
     )?);
-    let delivery = Arc::new(LocalDelivery::new(
-        store.clone(),
-        config.hostname.clone(),
-        config.domains.clone(),
-    ));
+    let delivery = Arc::new(
+        LocalDelivery::new(
+            store.clone(),
+            config.hostname.clone(),
+            config.domains.clone(),
+        )
+        .with_queue_expiry(config.queue.expire),
+    );
+    let relay = crate::relay::Relay::new(&config, store.clone())?;
     let postmaster = Address::new("postmaster", config.primary_domain().clone())
         .context("postmaster address")?;
-    let smtp = SmtpServer::new(
+    let smtp = SmtpServer::with_checker(
         SmtpSettings {
             hostname: config.hostname.clone(),
             max_message_size: usize::try_from(config.limits.message_size).unwrap_or(usize::MAX),
@@ -65,6 +69,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         delivery,
         auth.clone(),
         Some(acceptor.clone()),
+        relay.checker.clone(),
     );
     let pop3 = Pop3Server::new(
         Pop3Settings {
@@ -116,6 +121,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let queue_task = tokio::spawn(relay.queue.clone().run(shutdown.clone()));
     let limiter = ConnLimiter::new(config.limits.connections, config.limits.connections_per_ip);
     let mut endpoints = Vec::new();
     for (listener, local, kind) in bound {
@@ -182,6 +188,9 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             "sessions still open after the grace period; exiting (nothing unacknowledged is lost)"
         );
     }
+    // The queue runner stops at once; deliveries in flight are tried again at
+    // the next start (their outcome was not recorded).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), queue_task).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -32,13 +32,18 @@ pub struct Server {
     pub ports: Ports,
     child: Option<Child>,
     runs: u32,
+    head: String,
+    extra: String,
 }
 
-fn config_text(ports: &Ports, extra: &str) -> String {
+/// The host name and domains of the servers most tests run.
+pub const DEFAULT_HEAD: &str = r#"hostname = "mx.test.example"
+domains = ["localhost", "example.test", "пример.рф"]"#;
+
+fn config_text(head: &str, ports: &Ports, extra: &str) -> String {
     format!(
-        r#"hostname = "mx.test.example"
+        r#"{head}
 data_dir = "data"
-domains = ["localhost", "example.test", "пример.рф"]
 
 [listen]
 smtp = "127.0.0.1:{}"
@@ -82,6 +87,11 @@ impl Server {
     /// startup banner, so parallel tests never race for ports; the ports are then
     /// written into the config so that a restart uses the same ones.
     pub fn start_with(extra: &str) -> Server {
+        Server::start_as(DEFAULT_HEAD, extra)
+    }
+
+    /// Starts a server with its own `hostname = …` and `domains = […]` lines.
+    pub fn start_as(head: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pochta.toml");
         let zero = Ports {
@@ -93,18 +103,40 @@ impl Server {
             imap: 0,
             imaps: 0,
         };
-        std::fs::write(&config, config_text(&zero, extra)).expect("write config");
+        std::fs::write(&config, config_text(head, &zero, extra)).expect("write config");
         let mut s = Server {
             dir,
             config,
             ports: zero,
             child: None,
             runs: 0,
+            head: head.to_string(),
+            extra: extra.to_string(),
         };
         s.launch();
         s.ports = s.banner_ports();
-        std::fs::write(&s.config, config_text(&s.ports, extra)).expect("rewrite config");
+        s.write_config();
         s
+    }
+
+    fn write_config(&self) {
+        std::fs::write(
+            &self.config,
+            config_text(&self.head, &self.ports, &self.extra),
+        )
+        .expect("rewrite config");
+    }
+
+    /// Replaces the appended configuration (takes effect at the next restart).
+    pub fn set_extra(&mut self, extra: &str) {
+        self.extra = extra.to_string();
+        self.write_config();
+    }
+
+    /// Starts the server again after [`Server::terminate`] or [`Server::kill9`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.launch();
     }
 
     fn stdout_path(&self) -> PathBuf {

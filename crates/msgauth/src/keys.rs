@@ -42,8 +42,9 @@ const SIGNED_HEADERS: [&str; 17] = [
     "List-Unsubscribe-Post",
 ];
 
-/// How often the key directory is looked at for changes, at most.
-const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the key directory is looked at for changes, at most: a few
+/// directory reads per second cost nothing next to sending mail.
+const RESCAN_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A key type `pochta dkim generate` can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

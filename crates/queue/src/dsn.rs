@@ -164,8 +164,10 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
 struct MimePartBody;
 
 impl MimePartBody {
+    /// As binary, so that no charset parameter is added: the fields are ASCII
+    /// (or UTF-8 in the `global` variant, which has no charset either).
     fn raw(text: String) -> mail_builder::mime::BodyPart<'static> {
-        mail_builder::mime::BodyPart::Text(Cow::Owned(text))
+        mail_builder::mime::BodyPart::Binary(Cow::Owned(text.into_bytes()))
     }
     fn bytes(b: Cow<'_, [u8]>) -> mail_builder::mime::BodyPart<'_> {
         mail_builder::mime::BodyPart::Binary(b)
@@ -220,7 +222,10 @@ fn human_text(input: &DsnInput<'_>, action: DsnAction) -> String {
             r.address.to_smtp(),
             one_line(&r.explanation)
         ));
-        if let Some(d) = &r.diagnostic {
+        // The remote's words, unless the explanation already quotes them.
+        if let Some(d) = &r.diagnostic
+            && !r.explanation.contains(d.as_str())
+        {
             t.push_str(&format!("    {}\r\n", one_line(d)));
         }
     }

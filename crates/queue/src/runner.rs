@@ -476,10 +476,10 @@ fn dsn_recipient(
 
 /// `mx.example.net` from `mx.example.net [192.0.2.1]`.
 fn host_only(remote: &str) -> String {
-    remote
-        .split_whitespace()
-        .next()
-        .unwrap_or(remote)
+    let first = remote.split_whitespace().next().unwrap_or(remote);
+    first
+        .trim_start_matches('[')
+        .trim_end_matches(']')
         .to_string()
 }
 
