@@ -23,6 +23,10 @@ use time::format_description::well_known::Rfc2822;
 /// attachment does not stall the async workers.
 const PARSE_INLINE_MAX: usize = 256 * 1024;
 
+/// A message with this many `Received:` fields is in a loop (Postfix's
+/// `hopcount_limit` is 50 too).
+pub const MAX_HOPS: usize = 50;
+
 /// Whether a recipient can be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipientCheck {
@@ -137,6 +141,9 @@ pub enum DeliveryError {
     /// None of the recipients exists any more.
     #[error("no recipient could be resolved")]
     NoRecipients,
+    /// The message has passed through too many servers: a mail loop (RFC 5321 §6.3).
+    #[error("too many hops ({0} Received header fields)")]
+    TooManyHops(usize),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -227,6 +234,10 @@ impl LocalDelivery {
     /// Adds the trace headers and files the message for every recipient's account,
     /// in one durable transaction. Returns once it is committed.
     pub async fn deliver(&self, msg: Incoming) -> Result<Delivered, DeliveryError> {
+        let hops = pochta_message::count_headers(&msg.body, "Received");
+        if hops >= MAX_HOPS {
+            return Err(DeliveryError::TooManyHops(hops));
+        }
         let id = new_id();
         let now = OffsetDateTime::now_utc();
         let mut targets: Vec<DeliveryTarget> = Vec::new();
@@ -617,6 +628,23 @@ mod tests {
         assert!(matches!(
             d.deliver(msg).await,
             Err(DeliveryError::NoRecipients)
+        ));
+    }
+
+    #[tokio::test]
+    async fn looping_mail_is_refused() {
+        let (_d, _s, d) = setup().await;
+        let mut body = "Received: from x by y; now\r\n".repeat(MAX_HOPS);
+        body.push_str("Subject: loop\r\n\r\nx\r\n");
+        let msg = Incoming::new(
+            None,
+            vec![a("alice@example.com")],
+            body.into_bytes(),
+            Trace::default(),
+        );
+        assert!(matches!(
+            d.deliver(msg).await,
+            Err(DeliveryError::TooManyHops(50))
         ));
     }
 

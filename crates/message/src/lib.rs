@@ -50,7 +50,7 @@ mod subject;
 
 use serde::{Deserialize, Serialize};
 
-pub use scan::{find_header, header_end};
+pub use scan::{count_headers, find_header, header_end};
 pub use subject::base_subject;
 
 /// Version of the [`MessageMeta`] layout; a stored meta with another version must be

@@ -23,6 +23,29 @@ pub fn header_end(raw: &[u8]) -> usize {
     }
 }
 
+/// How many header fields named `name` the top-level header section has (for
+/// counting `Received:` hops, RFC 5321 §6.3).
+pub fn count_headers(raw: &[u8], name: &str) -> usize {
+    let name = name.as_bytes();
+    if name.is_empty() {
+        return 0;
+    }
+    let end = header_end(raw);
+    let mut count = 0;
+    let mut pos = 0;
+    while pos < end {
+        let Some(rest) = raw.get(pos..end) else { break };
+        if match_name(rest, name).is_some() {
+            count += 1;
+        }
+        match memchr(b'\n', rest) {
+            Some(i) => pos += i + 1,
+            None => break,
+        }
+    }
+    count
+}
+
 /// Raw value of the FIRST header field named `name` (case-insensitive) in the top-level
 /// header section, or None.
 ///
@@ -109,6 +132,16 @@ pub(crate) fn unfold(value: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_fields() {
+        let raw = b"Received: a\r\n\tfolded Received: no\r\nreceived : b\r\nX: 1\r\n\r\nReceived: body\r\n";
+        assert_eq!(count_headers(raw, "Received"), 2);
+        assert_eq!(count_headers(raw, "X"), 1);
+        assert_eq!(count_headers(raw, "Y"), 0);
+        assert_eq!(count_headers(b"", "Received"), 0);
+        assert_eq!(count_headers(b"Received: x", "Received"), 1);
+    }
 
     #[test]
     fn header_end_variants() {

@@ -452,6 +452,14 @@ impl SmtpServer {
                 );
                 DeliveryVerdict::Accepted { id: d.id }
             }
+            Err(DeliveryError::TooManyHops(n)) => {
+                tracing::warn!(hops = n, from = %from, "mail loop refused");
+                DeliveryVerdict::Reject(Reply::new(
+                    554,
+                    "5.4.6",
+                    format!("Too many hops ({n}): mail loop"),
+                ))
+            }
             Err(DeliveryError::NoRecipients) => {
                 DeliveryVerdict::Reject(Reply::new(550, "5.1.1", "No recipient exists any more"))
             }
