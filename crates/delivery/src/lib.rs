@@ -242,6 +242,8 @@ impl LocalDelivery {
         let now = OffsetDateTime::now_utc();
         let mut targets: Vec<DeliveryTarget> = Vec::new();
         let mut remote: Vec<OutboundRecipient> = Vec::new();
+        // Local recipients whose sender asked to hear of the delivery (NOTIFY=SUCCESS).
+        let mut confirm: Vec<(Address, Option<String>)> = Vec::new();
         for (i, rcpt) in msg.recipients.iter().enumerate() {
             if !self.is_local_domain(rcpt.domain()) {
                 if msg.relay {
@@ -260,6 +262,12 @@ impl LocalDelivery {
             }
             match self.store.resolve(rcpt).await? {
                 Resolution::Accounts(ids) => {
+                    let dsn = msg.recipient_dsn.get(i).cloned().unwrap_or_default();
+                    if dsn.notify & pochta_store::dsn_notify::SUCCESS != 0
+                        && dsn.notify & pochta_store::dsn_notify::NEVER == 0
+                    {
+                        confirm.push((rcpt.clone(), dsn.orcpt));
+                    }
                     for account in ids {
                         if !targets.iter().any(|t| t.account == account) {
                             targets.push(DeliveryTarget::inbox(account));
@@ -310,6 +318,11 @@ impl LocalDelivery {
         let size = raw.len();
         let accounts = targets.len();
         let queued = outbound.as_ref().map_or(0, |o| o.recipients.len());
+        let header = if confirm.is_empty() {
+            Vec::new()
+        } else {
+            raw[..pochta_message::header_end(&raw)].to_vec()
+        };
         self.store
             .deliver(Delivery {
                 raw,
@@ -319,6 +332,12 @@ impl LocalDelivery {
                 outbound,
             })
             .await?;
+        if let Some(sender) = &msg.mail_from
+            && !confirm.is_empty()
+        {
+            self.confirm_delivery(sender, &msg, &confirm, &header, now)
+                .await;
+        }
         Ok(Delivered {
             id,
             size,
@@ -326,6 +345,78 @@ impl LocalDelivery {
             message_id,
             queued,
         })
+    }
+
+    /// Sends the sender a "delivered" report (RFC 3464) for recipients that asked
+    /// for one. Best effort, after the message itself is committed: a crash in
+    /// between loses the report, never the message.
+    async fn confirm_delivery(
+        &self,
+        sender: &Address,
+        msg: &Incoming,
+        confirm: &[(Address, Option<String>)],
+        header: &[u8],
+        now: OffsetDateTime,
+    ) {
+        use pochta_queue::dsn::{DsnAction, DsnInput, DsnRecipient, build};
+        let recipients: Vec<DsnRecipient> = confirm
+            .iter()
+            .map(|(address, orcpt)| DsnRecipient {
+                address: address.clone(),
+                orcpt: orcpt.clone(),
+                action: DsnAction::Delivered,
+                status: "2.0.0".into(),
+                diagnostic: None,
+                remote: None,
+                explanation: "delivered to the mailbox".into(),
+            })
+            .collect();
+        let raw = build(&DsnInput {
+            hostname: &self.hostname,
+            to: sender,
+            envid: msg.envid.as_deref(),
+            arrival: now.unix_timestamp(),
+            retry_until: None,
+            now: now.unix_timestamp(),
+            recipients: &recipients,
+            original: header,
+            ret_full: false,
+        });
+        let meta = pochta_message::parse(&raw);
+        let mut report = Delivery {
+            raw,
+            meta,
+            internal_date: now.unix_timestamp(),
+            targets: Vec::new(),
+            outbound: None,
+        };
+        if self.is_local_domain(sender.domain()) {
+            match self.store.resolve(sender).await {
+                Ok(Resolution::Accounts(ids)) => {
+                    report.targets = ids.into_iter().map(DeliveryTarget::inbox).collect();
+                }
+                _ => return,
+            }
+        } else {
+            report.outbound = Some(Outbound {
+                mail_from: None,
+                recipients: vec![OutboundRecipient {
+                    address: sender.clone(),
+                    orcpt: None,
+                    notify: 0,
+                }],
+                envid: None,
+                ret_full: false,
+                account: None,
+                expires_at: now.unix_timestamp()
+                    + i64::try_from(self.queue_expire.as_secs()).unwrap_or(i64::MAX / 2),
+                smtputf8: !sender.is_ascii(),
+                eightbit: false,
+            });
+        }
+        if let Err(e) = self.store.deliver(report).await {
+            tracing::warn!(error = %e, sender = %sender, "cannot send the delivery report");
+        }
     }
 
     /// The message with Return-Path and Received prepended (and, for submission,
@@ -629,6 +720,40 @@ mod tests {
             d.deliver(msg).await,
             Err(DeliveryError::NoRecipients)
         ));
+    }
+
+    #[tokio::test]
+    async fn notify_success_gets_a_delivered_report() {
+        let (_d, store, d) = setup().await;
+        let mut msg = Incoming::new(
+            Some(a("bob@example.com")),
+            vec![a("alice@example.com")],
+            b"Subject: please confirm\r\n\r\nx\r\n".to_vec(),
+            Trace::default(),
+        );
+        msg.envid = Some("ENV-9".into());
+        msg.recipient_dsn = vec![RecipientDsn {
+            orcpt: Some("alice@example.com".into()),
+            notify: pochta_store::dsn_notify::SUCCESS,
+        }];
+        d.deliver(msg).await.unwrap();
+        let bob = store.account(&a("bob@example.com")).await.unwrap().unwrap();
+        let inbox = store.mailboxes(bob.id).await.unwrap()[0].clone();
+        let msgs = store.messages(bob.id, inbox.id).await.unwrap();
+        assert_eq!(msgs.len(), 1, "one report for bob");
+        let raw = store.read_blob(bob.id, msgs[0].blob_id).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(text.contains("Action: delivered"), "{text}");
+        assert!(
+            text.contains("Final-Recipient: rfc822; alice@example.com"),
+            "{text}"
+        );
+        assert!(text.contains("Original-Envelope-Id: ENV-9"), "{text}");
+        assert!(
+            text.contains("Subject: please confirm"),
+            "the header comes back: {text}"
+        );
+        assert!(!text.contains("\r\nx\r\n--"), "not the body: {text}");
     }
 
     #[tokio::test]

@@ -28,6 +28,8 @@ pub enum DsnAction {
     Delayed,
     /// Handed to a server that does not offer DSN, so no further report comes.
     Relayed,
+    /// Put into the recipient's mailbox here (the final delivery).
+    Delivered,
 }
 
 impl DsnAction {
@@ -36,6 +38,7 @@ impl DsnAction {
             DsnAction::Failed => "failed",
             DsnAction::Delayed => "delayed",
             DsnAction::Relayed => "relayed",
+            DsnAction::Delivered => "delivered",
         }
     }
 }
@@ -94,6 +97,7 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
         DsnAction::Failed => "Undelivered mail returned to sender",
         DsnAction::Delayed => "Delivery delayed: still trying",
         DsnAction::Relayed => "Delivery status: relayed",
+        DsnAction::Delivered => "Delivery status: delivered",
     };
     let human = human_text(input, action);
     let status = status_fields(input, utf8);
@@ -201,6 +205,12 @@ fn human_text(input: &DsnInput<'_>, action: DsnAction) -> String {
                     rfc2822(until)
                 ));
             }
+        }
+        DsnAction::Delivered => {
+            t.push_str(
+                "Your message was delivered to the mailboxes of the recipients below, as you\r\n\
+                 asked.\r\n",
+            );
         }
         DsnAction::Relayed => {
             t.push_str(

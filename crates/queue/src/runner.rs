@@ -356,7 +356,7 @@ impl Queue {
         report.sort_by_key(|r| match r.action {
             DsnAction::Failed => 0,
             DsnAction::Delayed => 1,
-            DsnAction::Relayed => 2,
+            DsnAction::Relayed | DsnAction::Delivered => 2,
         });
         let dsn = match (&m.mail_from, report.is_empty()) {
             (Some(sender), false) => self.report(&job, sender, &report, now).await,
