@@ -218,8 +218,9 @@ impl SmtpTransport {
             &self.tls_any
         };
         let mut stream = Stream::Plain(tcp);
+        let handshake = self.settings.connect_timeout;
         if target.implicit_tls {
-            match stream.start_tls(connector, &target.name).await {
+            match stream.start_tls(connector, &target.name, handshake).await {
                 Ok(s) => stream = s,
                 Err(e) => {
                     return Some(SessionError::connect_failed(
@@ -267,7 +268,7 @@ impl SmtpTransport {
                         continue;
                     }
                     let plain = std::mem::replace(&mut stream, Stream::Closed);
-                    match plain.start_tls(connector, &target.name).await {
+                    match plain.start_tls(connector, &target.name, handshake).await {
                         Ok(s) => {
                             stream = s;
                             client.tls_established();
@@ -338,6 +339,7 @@ impl Transport for SmtpTransport {
             }
             let mut policy = target.tls;
             loop {
+                let before = pending.len();
                 match self.attempt(target, policy, &mut pending, &done).await {
                     None => break,
                     Some(e) if e.retry_without_tls && policy == TlsPolicy::Opportunistic => {
@@ -347,6 +349,13 @@ impl Transport for SmtpTransport {
                     Some(e) => {
                         tracing::info!(remote = %target.display(), error = %e, "attempt failed");
                         last = Some((e, target.display()));
+                        // The host took messages on this connection before it
+                        // ended (a limit per connection, a dropped link): the
+                        // rest go over a new one. Each round hands over at least
+                        // one message, so this ends.
+                        if pending.len() < before && !pending.is_empty() {
+                            continue;
+                        }
                         break;
                     }
                 }
@@ -493,7 +502,12 @@ impl Stream {
         .await;
     }
 
-    async fn start_tls(self, connector: &TlsConnector, host: &str) -> std::io::Result<Stream> {
+    async fn start_tls(
+        self,
+        connector: &TlsConnector,
+        host: &str,
+        timeout: Duration,
+    ) -> std::io::Result<Stream> {
         let Stream::Plain(tcp) = self else {
             return Err(std::io::Error::other(
                 "TLS on a connection that is not plain",
@@ -501,7 +515,7 @@ impl Stream {
         };
         let name = tls::server_name(host)
             .ok_or_else(|| std::io::Error::other(format!("{host:?} is not a TLS server name")))?;
-        let s = tokio::time::timeout(Duration::from_secs(60), connector.connect(name, tcp))
+        let s = tokio::time::timeout(timeout, connector.connect(name, tcp))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         Ok(Stream::Tls(Box::new(s)))

@@ -140,23 +140,29 @@ impl SmtpTransport {
             // RFC 5321 §5.1: no MX, so the domain itself is the host.
             hosts.push((0, domain.to_string()));
         }
+        // §5.1: when we are one of the MX hosts (but not the final destination),
+        // only hosts strictly preferred to us may take the mail; those of equal
+        // or greater preference are dropped. None left: we are the best, a loop.
+        let ours = hosts
+            .iter()
+            .filter(|(_, h)| h.eq_ignore_ascii_case(&s.helo))
+            .map(|(p, _)| *p)
+            .min();
+        if let Some(ours) = ours {
+            hosts.retain(|(p, _)| *p < ours);
+            if hosts.is_empty() {
+                return Routing::Fail(
+                    failure("5.4.6", format!("mail for {domain} loops back to myself")),
+                    true,
+                );
+            }
+        }
         // Lowest preference first; equal preferences in random order (§5.1).
         hosts.shuffle(&mut rand::rng());
         hosts.sort_by_key(|(p, _)| *p);
         let mut targets = Vec::new();
         let mut last = None;
         for (_, host) in hosts {
-            if host.eq_ignore_ascii_case(&s.helo) {
-                // We are an MX for this domain but not its final destination:
-                // everything above us failed or we are the best, a loop (§5.1).
-                if targets.is_empty() {
-                    return Routing::Fail(
-                        failure("5.4.6", format!("mail for {domain} loops back to myself")),
-                        true,
-                    );
-                }
-                break;
-            }
             match self.dns.ips(&host, 2).await {
                 Ok(ips) => {
                     for ip in ips {
