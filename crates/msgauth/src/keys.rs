@@ -193,10 +193,23 @@ enum Signer {
 
 impl Signer {
     fn sign(&self, raw: &[u8]) -> Result<String, mail_auth::Error> {
-        Ok(match self {
+        Ok(tidy_end(match self {
             Signer::Rsa(s) => s.sign(raw)?.to_header(),
             Signer::Ed25519(s) => s.sign(raw)?.to_header(),
-        })
+        }))
+    }
+}
+
+/// mail-auth folds the `b=` value and then writes the final `;`, which lands
+/// alone on a folded line when the value fills the last one. RFC 6376 §3.7
+/// drops that white space before hashing, but some verifiers (dkimpy) keep it
+/// and then fail the signature; without the fold every verifier agrees.
+fn tidy_end(header: String) -> String {
+    match header.strip_suffix(";\r\n") {
+        Some(head) if head.ends_with([' ', '\t', '\r', '\n']) => {
+            format!("{};\r\n", head.trim_end_matches([' ', '\t', '\r', '\n']))
+        }
+        _ => header,
     }
 }
 
@@ -342,6 +355,24 @@ fn load(dir: &Path) -> Loaded {
         domains,
         stamp,
         checked: Instant::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_fold_before_the_final_semicolon() {
+        assert_eq!(
+            tidy_end("DKIM-Signature: a=1; b=abc\r\n\t;\r\n".into()),
+            "DKIM-Signature: a=1; b=abc;\r\n"
+        );
+        assert_eq!(
+            tidy_end("DKIM-Signature: a=1; b=abc;\r\n".into()),
+            "DKIM-Signature: a=1; b=abc;\r\n"
+        );
+        assert_eq!(tidy_end("odd".into()), "odd");
     }
 }
 
