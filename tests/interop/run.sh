@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop tests: the real `pochta` binary against real third-party clients (swaks
 # for SMTP; fetchmail, getmail6, curl and python's poplib for POP3; mbsync, curl,
-# neomutt, offlineimap3 and python for IMAP).
+# neomutt, offlineimap3 and python for IMAP) and, for the relay, real servers
+# (a private Postfix instance and Postfix's smtp-sink).
 #
 #   tests/interop/run.sh [PATH-TO-POCHTA]        (default: target/release/pochta)
 #
@@ -10,7 +11,9 @@
 # swaks against the MX, submission (STARTTLS) and submissions (implicit TLS)
 # listeners, then the POP3 clients against the pop3 (STLS) and pop3s (implicit
 # TLS) listeners (pop3.sh), then the IMAP clients against the imap (STARTTLS) and
-# imaps (implicit TLS) listeners (imap.sh). Every check prints PASS or FAIL with a reason; a
+# imaps (implicit TLS) listeners (imap.sh), then the relay: mail to and from
+# Postfix, smtp-sink refusing and accepting, the queue commands (relay.sh). Every
+# check prints PASS or FAIL with a reason; a
 # failing check also prints the client's transcript. What was delivered is
 # verified in the store itself (store.sqlite3, read with python3's sqlite3 and
 # email modules: store.py), not only from the server's replies, and what a POP3
@@ -20,8 +23,10 @@
 # Needs: swaks (with Net::SSLeay / IO::Socket::SSL for TLS, Authen::SASL is
 # optional), python3, openssl, coreutils `timeout`, fetchmail, getmail (Debian:
 # getmail6), curl, mbsync (Debian: isync), neomutt, offlineimap (Debian:
-# offlineimap3), script (util-linux, Debian: bsdutils); as root also `runuser`
-# and a user `nobody` (getmail will not deliver as root).
+# offlineimap3), script (util-linux, Debian: bsdutils); postfix and smtp-sink
+# (Debian: postfix), dkimpy for /usr/bin/python3 (Debian: python3-dkim); as root
+# also `runuser` and a user `nobody` (getmail will not deliver as root, nor
+# Postfix). Without root the Postfix checks are skipped (an error under CI=true).
 # Exit status: 0 when every check passed, 1 when one failed, 2 on a setup error.
 # KEEP_WORKDIR=1 keeps the temporary directory (config, data, logs, transcripts)
 # even on success; it is always kept after a failure.
@@ -56,6 +61,7 @@ fmt_ms() { printf '%d.%03ds' $(($1 / 1000)) $(($1 % 1000)); }
 cleanup() {
     local rc=$?
     stop_server
+    declare -F relay_cleanup >/dev/null && relay_cleanup
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ] || [ "${KEEP_WORKDIR:-}" = 1 ]; then
             say "work directory kept: $WORK"
@@ -278,6 +284,7 @@ shutdown_grace = "5s"
 [log]
 level = "info"
 EOF
+    relay_config >>"$CONF"
 }
 
 port_open() {
@@ -328,7 +335,13 @@ ALICE_PW='alice: correct horse battery staple'
 BOB_PW='Bob-pässword/with+base64=chars'
 CAROL_PW='carol 12345 !@#$%^&*()'
 
+# The relay checks (Postfix, smtp-sink, queue commands): relay_prepare,
+# relay_config (in write_config), relay_checks, relay_cleanup (in cleanup).
+# shellcheck source=tests/interop/relay.sh
+. "$HERE/relay.sh"
+
 T_START=$(now_ms)
+relay_prepare
 start_server
 say ""
 
@@ -644,6 +657,7 @@ check "refused: unknown local user on the MX (550 5.1.1)" check_mx_unknown_user
 check "refused: sending as another user's address (553 5.7.1)" check_sender_not_owned
 pop3_checks
 imap_checks
+relay_checks
 check "CLI: user list message counts match the store" check_user_list_counts
 check "server exits 0 on SIGTERM" check_graceful_shutdown
 
