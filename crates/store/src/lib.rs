@@ -1,5 +1,6 @@
 //! The mail store: one API for accounts, aliases, mailboxes, messages and the change
-//! log, used by every protocol (SMTP delivery, POP3, IMAP, JMAP) and the CLI.
+//! log (and what JMAP keeps besides: uploads, opaque objects, bearer tokens),
+//! used by every protocol (SMTP delivery, POP3, IMAP, JMAP) and the CLI.
 //!
 //! The [`Store`] trait is the whole contract. Protocol code holds an
 //! `Arc<dyn Store>` and never sees SQL, so a PostgreSQL backend for several
@@ -98,14 +99,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a message once and files it into every target, in one durable
     /// transaction; returns where each copy landed, in target order.
+    ///
+    /// The bytes always become a new blob, also when they were read from an
+    /// upload (JMAP Email/import): the upload keeps its own blob until it is
+    /// purged, so the two lifetimes stay independent.
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
     /// A mailbox's messages in UID order.
     async fn messages(&self, account: AccountId, mailbox: MailboxId)
     -> Result<Vec<MessageSummary>>;
     /// One message with its parsed metadata.
     async fn message(&self, account: AccountId, id: MessageId) -> Result<Option<MessageRecord>>;
-    /// A message's bytes. Only blobs of the account's own messages are readable.
+    /// A message's bytes. Only blobs of the account's own messages, and blobs the
+    /// account uploaded ([`Store::upload`]), are readable.
     async fn read_blob(&self, account: AccountId, blob: BlobId) -> Result<Vec<u8>>;
+    /// The size of a blob the account may read ([`Store::read_blob`]'s rule), or
+    /// `None` when it may not (or the blob does not exist), without reading it.
+    async fn blob_size(&self, account: AccountId, blob: BlobId) -> Result<Option<u64>>;
     /// Changes flags and keywords of messages; returns the account's state afterwards.
     /// Unknown ids are skipped.
     async fn update_flags(
@@ -179,6 +188,22 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         mailbox: MailboxId,
     ) -> Result<Vec<MessageRecord>>;
+    /// Every message of the account with its light metadata, ordered by id
+    /// (JMAP Email/query, which searches all mailboxes unless filtered).
+    async fn account_light_records(&self, account: AccountId) -> Result<Vec<MessageRecord>>;
+    /// For each requested thread that has messages in the account, its message
+    /// ids sorted by internal date, then id (RFC 8621 §3: a Thread's emails in
+    /// receivedAt order). Threads without messages are left out; a thread asked
+    /// for twice is answered once.
+    async fn thread_messages(
+        &self,
+        account: AccountId,
+        threads: &[ThreadId],
+    ) -> Result<Vec<(ThreadId, Vec<MessageId>)>>;
+    /// Thread and unread counts of every mailbox of the account (JMAP
+    /// totalThreads, unreadThreads, unreadEmails), ordered by mailbox id.
+    /// Counted from the messages, so the cost grows with the account.
+    async fn mailbox_thread_counts(&self, account: AccountId) -> Result<Vec<MailboxCounts>>;
     /// Storage use and limit of an account.
     async fn quota(&self, account: AccountId) -> Result<QuotaUsage>;
     /// Sets (or with `None` removes) an account's storage limit in octets.
@@ -214,12 +239,93 @@ pub trait Store: Send + Sync + 'static {
     /// When the next waiting recipient is due, if any.
     async fn queue_next_due(&self) -> Result<Option<i64>>;
 
+    // ---- JMAP uploads and objects ----
+
+    /// Stores uploaded bytes (RFC 8620 §6.1) as a blob the account may read until
+    /// [`Store::purge_uploads`] removes it. Uploads do not count against the quota.
+    async fn upload(
+        &self,
+        account: AccountId,
+        data: Vec<u8>,
+        content_type: &str,
+    ) -> Result<UploadedBlob>;
+    /// Removes uploads made before `older_than` (Unix seconds) and frees their
+    /// bytes; returns how many were removed.
+    async fn purge_uploads(&self, older_than: i64) -> Result<u64>;
+    /// Every object of a JMAP-only kind in the account, ordered by id. Email and
+    /// Mailbox are [`StoreError::Invalid`] here.
+    async fn objects(&self, account: AccountId, kind: ObjectKind) -> Result<Vec<StoredObject>>;
+    /// The objects with these ids (missing ones skipped), in the order asked.
+    async fn objects_by_id(
+        &self,
+        account: AccountId,
+        kind: ObjectKind,
+        ids: &[u64],
+    ) -> Result<Vec<StoredObject>>;
+    /// Creates, updates and destroys objects of a JMAP-only kind in order, in one
+    /// durable transaction (JMAP `/set`). An update or destroy of an id that does
+    /// not exist fails alone with [`ObjectError::NotFound`]; the others apply. All
+    /// changes of one call share one new [`ModSeq`] and are in the change log.
+    async fn set_objects(
+        &self,
+        account: AccountId,
+        kind: ObjectKind,
+        ops: Vec<ObjectOp>,
+    ) -> Result<ObjectSetResult>;
+
+    // ---- bearer tokens ----
+
+    /// Records a token for `account` by the hash of its secret (the secret itself
+    /// is never stored). A hash already in use is [`StoreError::AlreadyExists`].
+    async fn create_token(
+        &self,
+        account: AccountId,
+        hash: Vec<u8>,
+        name: &str,
+    ) -> Result<TokenInfo>;
+    /// The token with this hash, if any. A read only: record the use with
+    /// [`Store::touch_token`] when `last_used` is older than
+    /// [`TOKEN_TOUCH_INTERVAL`].
+    async fn token_account(&self, hash: &[u8]) -> Result<Option<TokenInfo>>;
+    /// Sets a token's `last_used` to `now`, unless it was set less than
+    /// [`TOKEN_TOUCH_INTERVAL`] before (so a busy client costs one write an hour).
+    /// A token deleted meanwhile is ignored.
+    async fn touch_token(&self, id: u64, now: i64) -> Result<()>;
+    /// The tokens of one account, or of all, ordered by id.
+    async fn tokens(&self, account: Option<AccountId>) -> Result<Vec<TokenInfo>>;
+    /// Deletes a token; [`StoreError::NotFound`] if there is none with that id.
+    async fn delete_token(&self, id: u64) -> Result<()>;
+
+    // ---- vacation replies ----
+
+    /// Whether to send `sender` an automatic reply now: true (and `now` is
+    /// recorded) unless one was recorded for that sender less than `period`
+    /// seconds before `now` (RFC 5230 §4.1 `:days`). Check and record are atomic.
+    async fn vacation_should_reply(
+        &self,
+        account: AccountId,
+        sender: &Address,
+        now: i64,
+        period: i64,
+    ) -> Result<bool>;
+    /// Forgets whom the account has answered (a changed VacationResponse answers
+    /// everyone again).
+    async fn vacation_reset(&self, account: AccountId) -> Result<()>;
+
     // ---- the change log ----
 
     /// The account's current state (its latest [`ModSeq`]).
     async fn state(&self, account: AccountId) -> Result<ModSeq>;
+    /// The state of one kind of object (the JMAP `state` of `/get`): the [`ModSeq`]
+    /// of the account's last change of that kind, 0 if none. Mailbox's counts
+    /// change with every message change, so Mailbox's state is also raised by
+    /// Email changes. Thread's state is Email's.
+    async fn kind_state(&self, account: AccountId, kind: ObjectKind) -> Result<ModSeq>;
     /// Changes of one kind since `since`, folded per object (JMAP `/changes`), at most
-    /// about `max` objects (a single change is never split).
+    /// about `max` objects (a single change is never split). When all are given,
+    /// `new_state` is the kind's state ([`Store::kind_state`]). For Mailbox, the
+    /// mailboxes whose messages changed count as updated (their counts did).
+    /// `since` may not be past the account's state ([`StoreError::Invalid`]).
     async fn changes(
         &self,
         account: AccountId,
@@ -246,3 +352,6 @@ pub trait Store: Send + Sync + 'static {
 
 /// The notification channel of the outbound queue: no account has id 0.
 pub const QUEUE_CHANNEL: AccountId = 0;
+
+/// Seconds between two recordings of a token's use ([`Store::touch_token`]).
+pub const TOKEN_TOUCH_INTERVAL: i64 = 3600;

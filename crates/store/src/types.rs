@@ -504,13 +504,29 @@ pub enum FlagChange {
     Remove(Flags, Vec<String>),
 }
 
-/// What kind of object a change-log entry is about.
+/// What kind of object a change-log entry is about. Each kind has its own JMAP
+/// state ([`crate::Store::kind_state`]); JMAP Thread shares Email's, since
+/// threads change only when their emails do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
     /// A message (JMAP Email).
     Email,
     /// A mailbox.
     Mailbox,
+    /// A JMAP Identity (RFC 8621 §6), kept as an opaque [`StoredObject`].
+    Identity,
+    /// A JMAP EmailSubmission (RFC 8621 §7), kept as an opaque [`StoredObject`].
+    EmailSubmission,
+    /// A JMAP VacationResponse (RFC 8621 §8), kept as an opaque [`StoredObject`].
+    VacationResponse,
+}
+
+impl ObjectKind {
+    /// True for the kinds that live only in JMAP and are stored as opaque
+    /// [`StoredObject`]s (everything but Email and Mailbox).
+    pub fn is_stored_object(self) -> bool {
+        !matches!(self, ObjectKind::Email | ObjectKind::Mailbox)
+    }
 }
 
 /// What happened to the object.
@@ -623,4 +639,86 @@ pub struct QuotaUsage {
     pub messages: u64,
     /// The limit in octets, if any.
     pub limit: Option<u64>,
+}
+
+/// A blob uploaded through JMAP (RFC 8620 §6.1), readable by its account until
+/// purged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedBlob {
+    /// The stored bytes' id (the JMAP blobId).
+    pub blob_id: BlobId,
+    /// Octets.
+    pub size: u64,
+    /// The media type the client gave.
+    pub content_type: String,
+}
+
+/// A JMAP object the store keeps without looking inside (Identity,
+/// EmailSubmission, VacationResponse): the JMAP layer stores JSON in `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its id, unique over all kinds and accounts and never reused.
+    pub id: u64,
+    /// Its content, opaque to the store.
+    pub data: String,
+}
+
+/// One step of [`crate::Store::set_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectOp {
+    /// Creates an object with this content.
+    Create(String),
+    /// Replaces an object's content.
+    Update(u64, String),
+    /// Removes an object.
+    Destroy(u64),
+}
+
+/// Why one step of [`crate::Store::set_objects`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// No object of that kind with that id in the account.
+    #[error("object not found")]
+    NotFound,
+}
+
+/// The outcome of [`crate::Store::set_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSetResult {
+    /// Per operation, in order: the object's id, or why it failed.
+    pub results: Vec<Result<u64, ObjectError>>,
+    /// The kind's state afterwards ([`crate::Store::kind_state`]).
+    pub state: ModSeq,
+}
+
+/// Thread and unread counts of one mailbox, as JMAP Mailbox reports them
+/// (RFC 8621 §2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxCounts {
+    /// The mailbox.
+    pub mailbox_id: MailboxId,
+    /// Threads with at least one message in this mailbox (totalThreads).
+    pub total_threads: u32,
+    /// Threads with at least one message in this mailbox that has neither
+    /// `\Seen` nor `\Draft` (unreadThreads, the "simplest solution" of §2).
+    pub unread_threads: u32,
+    /// Messages in this mailbox with neither `\Seen` nor `\Draft`
+    /// (unreadEmails; [`Mailbox::unseen`] counts drafts too, as IMAP wants).
+    pub unread_emails: u32,
+}
+
+/// An HTTP bearer token. The store keeps only a hash of the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Its id (to list and delete it).
+    pub id: u64,
+    /// The account it logs in as.
+    pub account_id: AccountId,
+    /// A label chosen by whoever created it.
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last recorded use, at most about an hour old
+    /// (see [`crate::Store::touch_token`]).
+    pub last_used: Option<i64>,
 }

@@ -954,11 +954,20 @@ async fn schema_1_databases_are_upgraded() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4, "upgraded through every version");
+    assert_eq!(v, 5, "upgraded through every version");
     let queue: i64 = conn
         .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))
         .unwrap();
     assert_eq!(queue, 0, "schema 3's queue tables exist");
+    let jmap: i64 = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM uploads) + (SELECT COUNT(*) FROM objects)
+                  + (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM vacation_sent)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(jmap, 0, "schema 5's JMAP tables exist");
 }
 
 #[tokio::test]

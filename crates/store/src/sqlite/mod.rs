@@ -213,6 +213,10 @@ impl Store for SqliteStore {
         self.read(move |c| ops::read_blob(c, account, blob)).await
     }
 
+    async fn blob_size(&self, account: AccountId, blob: BlobId) -> Result<Option<u64>> {
+        self.read(move |c| ops::blob_size(c, account, blob)).await
+    }
+
     async fn update_flags(
         &self,
         account: AccountId,
@@ -320,6 +324,26 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn account_light_records(&self, account: AccountId) -> Result<Vec<MessageRecord>> {
+        self.read(move |c| ops::account_light_records(c, account))
+            .await
+    }
+
+    async fn thread_messages(
+        &self,
+        account: AccountId,
+        threads: &[ThreadId],
+    ) -> Result<Vec<(ThreadId, Vec<MessageId>)>> {
+        let threads = threads.to_vec();
+        self.read(move |c| ops::thread_messages(c, account, &threads))
+            .await
+    }
+
+    async fn mailbox_thread_counts(&self, account: AccountId) -> Result<Vec<MailboxCounts>> {
+        self.read(move |c| ops::mailbox_thread_counts(c, account))
+            .await
+    }
+
     async fn quota(&self, account: AccountId) -> Result<QuotaUsage> {
         self.read(move |c| ops::quota(c, account)).await
     }
@@ -401,8 +425,99 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn upload(
+        &self,
+        account: AccountId,
+        data: Vec<u8>,
+        content_type: &str,
+    ) -> Result<UploadedBlob> {
+        let content_type = content_type.to_string();
+        self.write(move |ctx| ops::upload(ctx.conn, account, &data, &content_type))
+            .await
+    }
+
+    async fn purge_uploads(&self, older_than: i64) -> Result<u64> {
+        self.write(move |ctx| ops::purge_uploads(ctx.conn, older_than))
+            .await
+    }
+
+    async fn objects(&self, account: AccountId, kind: ObjectKind) -> Result<Vec<StoredObject>> {
+        self.read(move |c| ops::objects(c, account, kind)).await
+    }
+
+    async fn objects_by_id(
+        &self,
+        account: AccountId,
+        kind: ObjectKind,
+        ids: &[u64],
+    ) -> Result<Vec<StoredObject>> {
+        let ids = ids.to_vec();
+        self.read(move |c| ops::objects_by_id(c, account, kind, &ids))
+            .await
+    }
+
+    async fn set_objects(
+        &self,
+        account: AccountId,
+        kind: ObjectKind,
+        ops: Vec<ObjectOp>,
+    ) -> Result<ObjectSetResult> {
+        self.write(move |ctx| ops::set_objects(ctx, account, kind, ops))
+            .await
+    }
+
+    async fn create_token(
+        &self,
+        account: AccountId,
+        hash: Vec<u8>,
+        name: &str,
+    ) -> Result<TokenInfo> {
+        let name = name.to_string();
+        self.write(move |ctx| ops::create_token(ctx.conn, account, &hash, &name))
+            .await
+    }
+
+    async fn token_account(&self, hash: &[u8]) -> Result<Option<TokenInfo>> {
+        let hash = hash.to_vec();
+        self.read(move |c| ops::token_account(c, &hash)).await
+    }
+
+    async fn touch_token(&self, id: u64, now: i64) -> Result<()> {
+        self.write(move |ctx| ops::touch_token(ctx.conn, id, now))
+            .await
+    }
+
+    async fn tokens(&self, account: Option<AccountId>) -> Result<Vec<TokenInfo>> {
+        self.read(move |c| ops::tokens(c, account)).await
+    }
+
+    async fn delete_token(&self, id: u64) -> Result<()> {
+        self.write(move |ctx| ops::delete_token(ctx.conn, id)).await
+    }
+
+    async fn vacation_should_reply(
+        &self,
+        account: AccountId,
+        sender: &Address,
+        now: i64,
+        period: i64,
+    ) -> Result<bool> {
+        let sender = sender.key();
+        self.write(move |ctx| ops::vacation_should_reply(ctx.conn, account, &sender, now, period))
+            .await
+    }
+
+    async fn vacation_reset(&self, account: AccountId) -> Result<()> {
+        self.write(move |ctx| ops::vacation_reset(ctx.conn, account))
+            .await
+    }
+
     async fn state(&self, account: AccountId) -> Result<ModSeq> {
         self.read(move |c| ops::state(c, account)).await
+    }
+
+    async fn kind_state(&self, account: AccountId, kind: ObjectKind) -> Result<ModSeq> {
+        self.read(move |c| ops::kind_state(c, account, kind)).await
     }
 
     async fn changes(

@@ -129,8 +129,22 @@ pub fn delete_account(c: &Connection, address: &Address) -> Result<()> {
          WHERE id IN (SELECT blob_id FROM messages WHERE account_id = ?1)",
         [id],
     )?;
+    // Each upload holds one reference on a blob of its own.
+    c.execute(
+        "UPDATE blobs SET refs = refs - 1 WHERE id IN (SELECT blob_id FROM uploads WHERE account_id = ?1)",
+        [id],
+    )?;
     c.execute("DELETE FROM blobs WHERE refs <= 0", [])?;
-    for table in ["messages", "mailboxes", "thread_keys", "changes"] {
+    for table in [
+        "messages",
+        "mailboxes",
+        "thread_keys",
+        "changes",
+        "uploads",
+        "objects",
+        "tokens",
+        "vacation_sent",
+    ] {
         c.execute(&format!("DELETE FROM {table} WHERE account_id = ?1"), [id])?;
     }
     c.execute("DELETE FROM aliases WHERE target = ?1", [&key])?;
@@ -429,7 +443,21 @@ fn kind_code(k: ObjectKind) -> i64 {
     match k {
         ObjectKind::Email => 1,
         ObjectKind::Mailbox => 2,
+        ObjectKind::Identity => 3,
+        ObjectKind::EmailSubmission => 4,
+        ObjectKind::VacationResponse => 5,
     }
+}
+
+fn kind_from_code(code: i64) -> Option<ObjectKind> {
+    Some(match code {
+        1 => ObjectKind::Email,
+        2 => ObjectKind::Mailbox,
+        3 => ObjectKind::Identity,
+        4 => ObjectKind::EmailSubmission,
+        5 => ObjectKind::VacationResponse,
+        _ => return None,
+    })
 }
 
 fn op_code(o: ChangeOp) -> i64 {
@@ -499,13 +527,11 @@ pub fn change_log(
             limit.min(i64::MAX as usize) as i64
         ],
         |r| {
+            let code: i64 = r.get(1)?;
             Ok(Change {
                 modseq: r.get::<_, i64>(0)? as u64,
-                kind: if r.get::<_, i64>(1)? == 2 {
-                    ObjectKind::Mailbox
-                } else {
-                    ObjectKind::Email
-                },
+                kind: kind_from_code(code)
+                    .ok_or(rusqlite::Error::IntegralValueOutOfRange(1, code))?,
                 op: match r.get::<_, i64>(2)? {
                     1 => ChangeOp::Created,
                     3 => ChangeOp::Destroyed,
@@ -522,6 +548,29 @@ pub fn change_log(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// The last change of one kind (by code) in the account's log, 0 if none: one
+/// descent of the `changes_by_kind` index.
+fn last_change(c: &Connection, account: AccountId, code: i64) -> Result<ModSeq> {
+    Ok(
+        c.prepare_cached("SELECT MAX(modseq) FROM changes WHERE account_id = ?1 AND kind = ?2")?
+            .query_row(params![account as i64, code], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
+            .unwrap_or(0) as u64,
+    )
+}
+
+pub fn kind_state(c: &Connection, account: AccountId, kind: ObjectKind) -> Result<ModSeq> {
+    state(c, account)?; // unknown accounts are NotFound, as for state()
+    let own = last_change(c, account, kind_code(kind))?;
+    if kind == ObjectKind::Mailbox {
+        // A mailbox's counts (RFC 8621 §2 totalEmails, unreadThreads, ...) move with
+        // its messages, and a JMAP state must change whenever its objects do.
+        return Ok(own.max(last_change(c, account, kind_code(ObjectKind::Email))?));
+    }
+    Ok(own)
+}
+
 pub fn changes(
     c: &Connection,
     account: AccountId,
@@ -535,24 +584,44 @@ pub fn changes(
             "state {since} is newer than the account's state {current}"
         )));
     }
-    let mut stmt = c.prepare_cached(
-        "SELECT modseq, op, object_id FROM changes
-         WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 AND op != 4 ORDER BY modseq, seq",
-    )?;
+    // Read before the log: a change committed in between is then in the log read
+    // below, and `new_state` is the larger of the two.
+    let kind_now = kind_state(c, account, kind)?;
+    // For Mailbox the message entries count too: each marks the mailbox it names
+    // as updated (its counts changed). A move names both mailboxes: the old one in
+    // its "left" entry, the new one in its "updated" entry.
+    let with_messages = kind == ObjectKind::Mailbox;
+    // INDEXED BY: two kinds in log order come straight from changes_by_account;
+    // changes_by_kind would give two runs to merge with a sort.
+    let mut stmt = if with_messages {
+        c.prepare_cached(
+            "SELECT modseq, kind, op, object_id, mailbox_id FROM changes INDEXED BY changes_by_account
+             WHERE account_id = ?1 AND kind IN (1, ?2) AND modseq > ?3 ORDER BY modseq, seq",
+        )?
+    } else {
+        c.prepare_cached(
+            "SELECT modseq, kind, op, object_id, mailbox_id FROM changes
+             WHERE account_id = ?1 AND kind = ?2 AND modseq > ?3 AND op != 4 ORDER BY modseq, seq",
+        )?
+    };
     let mut rows = stmt.query(params![account as i64, kind_code(kind), since as i64])?;
     // Per object: (first op, last op), in order of first appearance.
     let mut order: Vec<u64> = Vec::new();
     let mut seen: HashMap<u64, (i64, i64)> = HashMap::new();
-    let mut new_state = current;
     let mut has_more = false;
     let mut last_modseq = since;
     while let Some(r) = rows.next()? {
         let modseq = r.get::<_, i64>(0)? as u64;
-        let op: i64 = r.get(1)?;
-        let id = r.get::<_, i64>(2)? as u64;
+        let (op, id) = if with_messages && r.get::<_, i64>(1)? == kind_code(ObjectKind::Email) {
+            let Some(mailbox) = r.get::<_, Option<i64>>(4)? else {
+                continue;
+            };
+            (op_code(ChangeOp::Updated), mailbox as u64)
+        } else {
+            (r.get::<_, i64>(2)?, r.get::<_, i64>(3)? as u64)
+        };
         if modseq != last_modseq && order.len() >= max.max(1) && !seen.contains_key(&id) {
             // Stop at a change boundary so that no change is split.
-            new_state = last_modseq;
             has_more = true;
             break;
         }
@@ -566,7 +635,11 @@ pub fn changes(
         }
     }
     let mut out = Changes {
-        new_state,
+        new_state: if has_more {
+            last_modseq
+        } else {
+            kind_now.max(last_modseq)
+        },
         has_more,
         ..Changes::default()
     };
@@ -881,17 +954,49 @@ pub fn message(c: &Connection, account: AccountId, id: MessageId) -> Result<Opti
     }
 }
 
+/// Whether the account may read a blob: one of its messages, or one of its
+/// uploads, points at it.
+fn may_read_blob(c: &Connection, account: AccountId, blob: BlobId) -> Result<bool> {
+    // Messages first: nearly every read is a message's, one probe of
+    // messages_by_blob_account.
+    if c.prepare_cached("SELECT 1 FROM messages WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1")?
+        .exists(params![blob as i64, account as i64])?
+    {
+        return Ok(true);
+    }
+    Ok(
+        c.prepare_cached("SELECT 1 FROM uploads WHERE blob_id = ?1 AND account_id = ?2")?
+            .exists(params![blob as i64, account as i64])?,
+    )
+}
+
 pub fn read_blob(c: &Connection, account: AccountId, blob: BlobId) -> Result<Vec<u8>> {
-    let owned = c
-        .prepare_cached("SELECT 1 FROM messages WHERE blob_id = ?1 AND account_id = ?2 LIMIT 1")?
-        .exists(params![blob as i64, account as i64])?;
-    if !owned {
+    if !may_read_blob(c, account, blob)? {
         return Err(StoreError::NotFound(format!("blob {blob}")));
     }
     c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
         .query_row([blob as i64], |r| r.get::<_, Vec<u8>>(0))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("blob {blob} is referenced but missing")))
+}
+
+pub fn blob_size(c: &Connection, account: AccountId, blob: BlobId) -> Result<Option<u64>> {
+    if !may_read_blob(c, account, blob)? {
+        return Ok(None);
+    }
+    Ok(c.prepare_cached("SELECT size FROM blobs WHERE id = ?1")?
+        .query_row([blob as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|n| n as u64))
+}
+
+/// Drops one reference on a blob and removes the blob when none is left.
+fn release_blob(c: &Connection, blob: i64) -> Result<()> {
+    c.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1")?
+        .execute([blob])?;
+    c.prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refs <= 0")?
+        .execute([blob])?;
+    Ok(())
 }
 
 fn apply_change(flags: Flags, keywords: &[String], change: &FlagChange) -> (Flags, Vec<String>) {
@@ -974,10 +1079,7 @@ fn expunge_in(
             }
         };
         adjust_counters(c, mailbox, -1, flags, size, m)?;
-        c.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1")?
-            .execute([blob])?;
-        c.prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refs <= 0")?
-            .execute([blob])?;
+        release_blob(c, blob)?;
         let at = Located {
             mailbox,
             uid,
@@ -1515,29 +1617,100 @@ pub fn records(
     Ok(out)
 }
 
+/// Follows [`SUMMARY_COLS`]: the light metadata, and the full metadata only where
+/// the light one is missing (the CASE keeps SQLite from reading every `meta`).
+const LIGHT_COLS: &str = "light, CASE WHEN light = '' THEN meta END";
+
+fn light_record_from_row(r: &Row<'_>) -> Result<MessageRecord> {
+    let summary = summary_from_row(r)?;
+    let light: String = r.get(10)?;
+    let meta = if light.is_empty() {
+        // Written before schema 2's backfill could run: derive it now.
+        let full: String = r.get(11)?;
+        pochta_message::MessageMeta::from_json(full.as_bytes())?.light()
+    } else {
+        pochta_message::MessageMeta::from_json(light.as_bytes())?
+    };
+    Ok(MessageRecord { summary, meta })
+}
+
 pub fn light_records(
     c: &Connection,
     account: AccountId,
     mailbox: MailboxId,
 ) -> Result<Vec<MessageRecord>> {
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {SUMMARY_COLS}, light, meta FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 ORDER BY uid"
+        "SELECT {SUMMARY_COLS}, {LIGHT_COLS} FROM messages WHERE mailbox_id = ?1 AND account_id = ?2 ORDER BY uid"
     ))?;
     let mut rows = stmt.query(params![mailbox as i64, account as i64])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let summary = summary_from_row(r)?;
-        let light: String = r.get(10)?;
-        let meta = if light.is_empty() {
-            // Written before schema 2's backfill could run: derive it now.
-            let full: String = r.get(11)?;
-            pochta_message::MessageMeta::from_json(full.as_bytes())?.light()
-        } else {
-            pochta_message::MessageMeta::from_json(light.as_bytes())?
-        };
-        out.push(MessageRecord { summary, meta });
+        out.push(light_record_from_row(r)?);
     }
     Ok(out)
+}
+
+pub fn account_light_records(c: &Connection, account: AccountId) -> Result<Vec<MessageRecord>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS}, {LIGHT_COLS} FROM messages WHERE account_id = ?1 ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([account as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(light_record_from_row(r)?);
+    }
+    Ok(out)
+}
+
+pub fn thread_messages(
+    c: &Connection,
+    account: AccountId,
+    threads: &[ThreadId],
+) -> Result<Vec<(ThreadId, Vec<MessageId>)>> {
+    // messages_by_thread finds the thread's rows; sorting a thread is cheap.
+    let mut stmt = c.prepare_cached(
+        "SELECT id FROM messages WHERE account_id = ?1 AND thread_id = ?2 ORDER BY internal_date, id",
+    )?;
+    let mut done = HashSet::new();
+    let mut out = Vec::new();
+    for &thread in threads {
+        if !done.insert(thread) {
+            continue;
+        }
+        let ids: Vec<MessageId> = stmt
+            .query_map(params![account as i64, thread as i64], |r| {
+                r.get::<_, i64>(0).map(|v| v as u64)
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        if !ids.is_empty() {
+            out.push((thread, ids));
+        }
+    }
+    Ok(out)
+}
+
+pub fn mailbox_thread_counts(c: &Connection, account: AccountId) -> Result<Vec<MailboxCounts>> {
+    // RFC 8621 §2: unread is "neither $seen nor $draft"; unreadThreads is the
+    // spec's simplest reading (an unread message in this mailbox). The join is on
+    // the mailbox alone so that each mailbox's rows come from messages_by_uid
+    // (with the account too, SQLite walked the whole account once per mailbox).
+    let unread = Flags::SEEN.union(Flags::DRAFT).bits();
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT b.id, COUNT(DISTINCT m.thread_id),
+                COUNT(DISTINCT CASE WHEN m.flags & {unread} = 0 THEN m.thread_id END),
+                COUNT(CASE WHEN m.flags & {unread} = 0 THEN 1 END)
+         FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id
+         WHERE b.account_id = ?1 GROUP BY b.id ORDER BY b.id"
+    ))?;
+    let rows = stmt.query_map([account as i64], |r| {
+        Ok(MailboxCounts {
+            mailbox_id: r.get::<_, i64>(0)? as u64,
+            total_threads: r.get::<_, i64>(1)? as u32,
+            unread_threads: r.get::<_, i64>(2)? as u32,
+            unread_emails: r.get::<_, i64>(3)? as u32,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 // ---------------------------------------------------------------- outbound queue
@@ -1774,9 +1947,283 @@ pub fn queue_delete(c: &Connection, id: u64) -> Result<()> {
         .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))?;
     c.prepare_cached("DELETE FROM queue_rcpt WHERE queue_id = ?1")?
         .execute([id as i64])?;
-    c.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1")?
-        .execute([blob])?;
-    c.prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refs <= 0")?
-        .execute([blob])?;
+    release_blob(c, blob)
+}
+
+// ---------------------------------------------------------------- JMAP uploads
+
+fn check_account(c: &Connection, account: AccountId) -> Result<()> {
+    if c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
+        .exists([account as i64])?
+    {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("account {account}")))
+    }
+}
+
+pub fn upload(
+    c: &Connection,
+    account: AccountId,
+    data: &[u8],
+    content_type: &str,
+) -> Result<UploadedBlob> {
+    check_account(c, account)?;
+    let size = data.len() as u64;
+    c.prepare_cached("INSERT INTO blobs (refs, size, data) VALUES (1, ?1, ?2)")?
+        .execute(params![size as i64, data])?;
+    let blob = c.last_insert_rowid();
+    c.prepare_cached(
+        "INSERT INTO uploads (blob_id, account_id, content_type, size, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        blob,
+        account as i64,
+        content_type,
+        size as i64,
+        now()
+    ])?;
+    Ok(UploadedBlob {
+        blob_id: blob as u64,
+        size,
+        content_type: content_type.to_string(),
+    })
+}
+
+pub fn purge_uploads(c: &Connection, older_than: i64) -> Result<u64> {
+    let blobs: Vec<i64> = c
+        .prepare_cached("DELETE FROM uploads WHERE created_at < ?1 RETURNING blob_id")?
+        .query_map([older_than], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for &blob in &blobs {
+        release_blob(c, blob)?;
+    }
+    Ok(blobs.len() as u64)
+}
+
+// ---------------------------------------------------------------- JMAP objects
+
+/// The kind code of a kind kept in `objects`; Email and Mailbox have tables of
+/// their own.
+fn object_kind_code(kind: ObjectKind) -> Result<i64> {
+    if kind.is_stored_object() {
+        Ok(kind_code(kind))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{kind:?} is not kept as a stored object"
+        )))
+    }
+}
+
+pub fn objects(c: &Connection, account: AccountId, kind: ObjectKind) -> Result<Vec<StoredObject>> {
+    let code = object_kind_code(kind)?;
+    // objects_by_kind entries end with the id, so the order costs no sort.
+    let mut stmt = c.prepare_cached(
+        "SELECT id, data FROM objects WHERE account_id = ?1 AND kind = ?2 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![account as i64, code], |r| {
+        Ok(StoredObject {
+            id: r.get::<_, i64>(0)? as u64,
+            data: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn objects_by_id(
+    c: &Connection,
+    account: AccountId,
+    kind: ObjectKind,
+    ids: &[u64],
+) -> Result<Vec<StoredObject>> {
+    let code = object_kind_code(kind)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT data FROM objects WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
+    )?;
+    let mut done = HashSet::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if !done.insert(id) {
+            continue;
+        }
+        if let Some(data) = stmt
+            .query_row(params![id as i64, account as i64, code], |r| r.get(0))
+            .optional()?
+        {
+            out.push(StoredObject { id, data });
+        }
+    }
+    Ok(out)
+}
+
+pub fn set_objects(
+    ctx: &mut WriteCtx<'_>,
+    account: AccountId,
+    kind: ObjectKind,
+    ops: Vec<ObjectOp>,
+) -> Result<ObjectSetResult> {
+    let c = ctx.conn;
+    let code = object_kind_code(kind)?;
+    let mut modseq = None;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let done = match op {
+            ObjectOp::Create(data) => {
+                c.prepare_cached(
+                    "INSERT INTO objects (account_id, kind, data) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![account as i64, code, data])?;
+                Some((ChangeOp::Created, c.last_insert_rowid() as u64))
+            }
+            ObjectOp::Update(id, data) => {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE objects SET data = ?4 WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
+                    )?
+                    .execute(params![id as i64, account as i64, code, data])?;
+                (n > 0).then_some((ChangeOp::Updated, id))
+            }
+            ObjectOp::Destroy(id) => {
+                let n = c
+                    .prepare_cached(
+                        "DELETE FROM objects WHERE id = ?1 AND account_id = ?2 AND kind = ?3",
+                    )?
+                    .execute(params![id as i64, account as i64, code])?;
+                (n > 0).then_some((ChangeOp::Destroyed, id))
+            }
+        };
+        let Some((change, id)) = done else {
+            results.push(Err(ObjectError::NotFound));
+            continue;
+        };
+        // One MODSEQ for the whole call, taken at the first change. An unknown
+        // account fails here, and the job's savepoint undoes the insert.
+        let m = match modseq {
+            Some(m) => m,
+            None => {
+                let m = bump_modseq(c, account)?;
+                modseq = Some(m);
+                m
+            }
+        };
+        log_change(c, account, m, kind, change, id, None)?;
+        results.push(Ok(id));
+    }
+    let state = match modseq {
+        Some(m) => {
+            ctx.publish(account, m);
+            m
+        }
+        None => kind_state(c, account, kind)?,
+    };
+    Ok(ObjectSetResult { results, state })
+}
+
+// ---------------------------------------------------------------- bearer tokens
+
+const TOKEN_COLS: &str = "id, account_id, name, created_at, last_used";
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.get::<_, i64>(0)? as u64,
+        account_id: r.get::<_, i64>(1)? as u64,
+        name: r.get(2)?,
+        created_at: r.get(3)?,
+        last_used: r.get(4)?,
+    })
+}
+
+pub fn create_token(
+    c: &Connection,
+    account: AccountId,
+    hash: &[u8],
+    name: &str,
+) -> Result<TokenInfo> {
+    if hash.is_empty() {
+        return Err(StoreError::Invalid("a token needs a hash".into()));
+    }
+    check_account(c, account)?;
+    let created_at = now();
+    let res = c.execute(
+        "INSERT INTO tokens (account_id, hash, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![account as i64, hash, name, created_at],
+    );
+    match res {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists("a token with this hash".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(TokenInfo {
+        id: c.last_insert_rowid() as u64,
+        account_id: account,
+        name: name.to_string(),
+        created_at,
+        last_used: None,
+    })
+}
+
+pub fn token_account(c: &Connection, hash: &[u8]) -> Result<Option<TokenInfo>> {
+    Ok(
+        c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"))?
+            .query_row([hash], token_from_row)
+            .optional()?,
+    )
+}
+
+pub fn touch_token(c: &Connection, id: u64, now: i64) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE tokens SET last_used = ?2
+         WHERE id = ?1 AND (last_used IS NULL OR last_used <= ?2 - ?3)",
+    )?
+    .execute(params![id as i64, now, crate::TOKEN_TOUCH_INTERVAL])?;
+    Ok(())
+}
+
+pub fn tokens(c: &Connection, account: Option<AccountId>) -> Result<Vec<TokenInfo>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM tokens WHERE ?1 IS NULL OR account_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([account.map(|a| a as i64)], token_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn delete_token(c: &Connection, id: u64) -> Result<()> {
+    if c.prepare_cached("DELETE FROM tokens WHERE id = ?1")?
+        .execute([id as i64])?
+        == 0
+    {
+        return Err(StoreError::NotFound(format!("token {id}")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- vacation replies
+
+pub fn vacation_should_reply(
+    c: &Connection,
+    account: AccountId,
+    sender: &str,
+    now: i64,
+    period: i64,
+) -> Result<bool> {
+    // One statement checks and records: a new sender is inserted, a known one is
+    // updated only when its last reply is at least `period` old. Either way one
+    // row changes exactly when a reply is due.
+    let changed = c
+        .prepare_cached(
+            "INSERT INTO vacation_sent (account_id, sender, sent_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (account_id, sender) DO UPDATE SET sent_at = excluded.sent_at
+             WHERE vacation_sent.sent_at <= ?3 - ?4",
+        )?
+        .execute(params![account as i64, sender, now, period.max(0)])?;
+    Ok(changed > 0)
+}
+
+pub fn vacation_reset(c: &Connection, account: AccountId) -> Result<()> {
+    c.prepare_cached("DELETE FROM vacation_sent WHERE account_id = ?1")?
+        .execute([account as i64])?;
     Ok(())
 }

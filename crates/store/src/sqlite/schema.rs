@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::Result;
 
 /// Bumped whenever the schema changes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS mailboxes (
 
 CREATE TABLE IF NOT EXISTS blobs (
     id   INTEGER PRIMARY KEY AUTOINCREMENT,
-    refs INTEGER NOT NULL,                  -- messages pointing here; 0 = removable
+    refs INTEGER NOT NULL,                  -- messages, queue entries and uploads pointing here; 0 = removable
     size INTEGER NOT NULL,
     data BLOB NOT NULL
 );
@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS changes (
     seq        INTEGER PRIMARY KEY,
     account_id INTEGER NOT NULL,
     modseq     INTEGER NOT NULL,
-    kind       INTEGER NOT NULL,             -- 1 email, 2 mailbox
+    kind       INTEGER NOT NULL,             -- 1 email, 2 mailbox, 3 identity, 4 email submission, 5 vacation response
     op         INTEGER NOT NULL,             -- 1 created, 2 updated, 3 destroyed, 4 left a mailbox (moved; IMAP only)
     object_id  INTEGER NOT NULL,
     mailbox_id INTEGER,
@@ -110,6 +110,9 @@ CREATE TABLE IF NOT EXISTS changes (
 -- Index entries end with the rowid (seq), so "ORDER BY modseq, seq" reads the
 -- log in order straight from this index, without sorting.
 CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, modseq);
+-- Per-kind states (JMAP /get state) are one descent of this index, and
+-- /changes of one kind reads only that kind's entries (schema 5).
+CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (account_id, kind, modseq);
 
 -- The outbound queue (schema 3). A queued message holds a reference on its blob.
 CREATE TABLE IF NOT EXISTS queue (
@@ -144,6 +147,45 @@ CREATE TABLE IF NOT EXISTS queue_rcpt (
 );
 CREATE INDEX IF NOT EXISTS queue_rcpt_due ON queue_rcpt (state, next_attempt);
 CREATE INDEX IF NOT EXISTS queue_rcpt_by_message ON queue_rcpt (queue_id);
+
+-- JMAP uploads (schema 5, RFC 8620 §6.1). Each holds one reference on its blob
+-- until purged; the account may read the blob meanwhile.
+CREATE TABLE IF NOT EXISTS uploads (
+    blob_id      INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+-- JMAP objects the store does not look into (schema 5): Identity,
+-- EmailSubmission, VacationResponse. `data` is the JMAP layer's JSON.
+CREATE TABLE IF NOT EXISTS objects (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL,
+    kind       INTEGER NOT NULL,            -- the change log's kind code
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_by_kind ON objects (account_id, kind);
+
+-- HTTP bearer tokens (schema 5): only a hash of the secret is kept.
+CREATE TABLE IF NOT EXISTS tokens (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL,
+    hash       BLOB NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER                      -- recorded at most once an hour
+);
+
+-- Whom each account's vacation response has answered, and when (schema 5,
+-- RFC 5230 §4.1: one reply per sender per period).
+CREATE TABLE IF NOT EXISTS vacation_sent (
+    account_id INTEGER NOT NULL,
+    sender     TEXT NOT NULL,               -- lookup key of the address
+    sent_at    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, sender)
+) WITHOUT ROWID;
 "#;
 
 /// Settings every connection gets. `synchronous=FULL` makes each COMMIT fsync the
@@ -180,6 +222,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
         if (1..4).contains(&version) {
             upgrade_3_to_4(conn)?;
         }
+        // Schema 5 only adds tables and an index, which SCHEMA has just created.
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
     })();
     match res {
