@@ -358,24 +358,6 @@ fn load(dir: &Path) -> Loaded {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_fold_before_the_final_semicolon() {
-        assert_eq!(
-            tidy_end("DKIM-Signature: a=1; b=abc\r\n\t;\r\n".into()),
-            "DKIM-Signature: a=1; b=abc;\r\n"
-        );
-        assert_eq!(
-            tidy_end("DKIM-Signature: a=1; b=abc;\r\n".into()),
-            "DKIM-Signature: a=1; b=abc;\r\n"
-        );
-        assert_eq!(tidy_end("odd".into()), "odd");
-    }
-}
-
 fn load_key(path: &Path, domain: &str, selector: &str) -> Result<Signer, KeyError> {
     let invalid = |reason: String| KeyError::Invalid {
         path: path.display().to_string(),
@@ -416,5 +398,23 @@ fn load_key(path: &Path, domain: &str, selector: &str) -> Result<Signer, KeyErro
             ))
         }
         _ => Err(invalid("only Ed25519 and RSA keys are supported".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_fold_before_the_final_semicolon() {
+        assert_eq!(
+            tidy_end("DKIM-Signature: a=1; b=abc\r\n\t;\r\n".into()),
+            "DKIM-Signature: a=1; b=abc;\r\n"
+        );
+        assert_eq!(
+            tidy_end("DKIM-Signature: a=1; b=abc;\r\n".into()),
+            "DKIM-Signature: a=1; b=abc;\r\n"
+        );
+        assert_eq!(tidy_end("odd".into()), "odd");
     }
 }
