@@ -6,15 +6,18 @@
 //! send as this address — and hand it the finished message. It adds the trace
 //! headers (RFC 5321 §4.4), completes submitted messages (RFC 6409 §8), resolves
 //! aliases and files one copy for every account in one durable store transaction.
+//! After the commit, [`DeliveryHook`]s hear of each account that got a copy (JMAP's
+//! VacationResponse answers from there).
 
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use pochta_addr::{Address, Domain};
 use pochta_store::{
-    Delivery, DeliveryTarget, Outbound, OutboundRecipient, Resolution, Store, StoreError,
+    AccountId, Delivery, DeliveryTarget, Outbound, OutboundRecipient, Resolution, Store, StoreError,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
@@ -149,6 +152,33 @@ pub enum DeliveryError {
     Store(#[from] StoreError),
 }
 
+/// What a [`DeliveryHook`] learns of a message just filed into a local account.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveredMessage<'a> {
+    /// The account that got a copy.
+    pub account: AccountId,
+    /// The envelope recipients that reached this account: its own address, an
+    /// alias, a `+detail` form.
+    pub recipients: &'a [Address],
+    /// The envelope sender (`None` for `<>`).
+    pub mail_from: Option<&'a Address>,
+    /// The message's top-level header section as stored (our trace headers
+    /// included), up to and including the blank line that ends it.
+    pub header: &'a [u8],
+}
+
+/// Code that wants to hear of every message delivered to a local account
+/// (e.g. automatic vacation replies). Hooks run after the message is
+/// committed, once per receiving account, before [`LocalDelivery::deliver`]
+/// returns; they cannot fail the delivery, so they log their own errors. A
+/// hook may deliver mail itself through the `delivery` it is given (which runs
+/// the hooks again for that message: replies must not answer replies).
+#[async_trait]
+pub trait DeliveryHook: Send + Sync {
+    /// `message` was just committed to `message.account`.
+    async fn delivered(&self, delivery: &LocalDelivery, message: DeliveredMessage<'_>);
+}
+
 /// Delivers into the local store, and queues what is for other domains.
 pub struct LocalDelivery {
     store: Arc<dyn Store>,
@@ -156,6 +186,8 @@ pub struct LocalDelivery {
     domains: Vec<Domain>,
     /// How long queued mail is retried before it bounces.
     queue_expire: std::time::Duration,
+    /// Told of each account that got a copy, after the commit.
+    hooks: Vec<Arc<dyn DeliveryHook>>,
 }
 
 impl LocalDelivery {
@@ -166,7 +198,20 @@ impl LocalDelivery {
             hostname,
             domains,
             queue_expire: std::time::Duration::from_secs(5 * 86400),
+            hooks: Vec::new(),
         }
+    }
+
+    /// Adds a hook told of every message filed into a local account (see
+    /// [`DeliveryHook`]); hooks run in the order added.
+    pub fn with_hook(mut self, hook: Arc<dyn DeliveryHook>) -> LocalDelivery {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Our host name, as in trace headers.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
     }
 
     /// Sets how long relayed mail stays in the queue before it bounces.
@@ -244,6 +289,9 @@ impl LocalDelivery {
         let mut remote: Vec<OutboundRecipient> = Vec::new();
         // Local recipients whose sender asked to hear of the delivery (NOTIFY=SUCCESS).
         let mut confirm: Vec<(Address, Option<String>)> = Vec::new();
+        // Each receiving account with the envelope recipients that reached it,
+        // for the hooks.
+        let mut reached: Vec<(AccountId, Vec<Address>)> = Vec::new();
         for (i, rcpt) in msg.recipients.iter().enumerate() {
             if !self.is_local_domain(rcpt.domain()) {
                 if msg.relay {
@@ -271,6 +319,10 @@ impl LocalDelivery {
                     for account in ids {
                         if !targets.iter().any(|t| t.account == account) {
                             targets.push(DeliveryTarget::inbox(account));
+                        }
+                        match reached.iter_mut().find(|(a, _)| *a == account) {
+                            Some((_, rcpts)) => rcpts.push(rcpt.clone()),
+                            None => reached.push((account, vec![rcpt.clone()])),
                         }
                     }
                 }
@@ -306,7 +358,11 @@ impl LocalDelivery {
             })
         };
         let raw = self.with_headers(&msg, &id, now);
-        let meta = if raw.len() > PARSE_INLINE_MAX {
+        let meta = if targets.is_empty() {
+            // Only queued for relay: no mailbox row needs the parsed metadata,
+            // so skip the parse (6 % of the relay's CPU).
+            pochta_message::parse(b"")
+        } else if raw.len() > PARSE_INLINE_MAX {
             let copy = raw.clone();
             tokio::task::spawn_blocking(move || pochta_message::parse(&copy))
                 .await
@@ -314,11 +370,21 @@ impl LocalDelivery {
         } else {
             pochta_message::parse(&raw)
         };
-        let message_id = meta.message_id.clone();
+        let message_id = if targets.is_empty() {
+            pochta_message::find_header(&raw, "Message-ID").map(|v| {
+                String::from_utf8_lossy(v)
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+        } else {
+            meta.message_id.clone()
+        };
         let size = raw.len();
         let accounts = targets.len();
         let queued = outbound.as_ref().map_or(0, |o| o.recipients.len());
-        let header = if confirm.is_empty() {
+        let header = if confirm.is_empty() && (self.hooks.is_empty() || reached.is_empty()) {
             Vec::new()
         } else {
             raw[..pochta_message::header_end(&raw)].to_vec()
@@ -337,6 +403,20 @@ impl LocalDelivery {
         {
             self.confirm_delivery(sender, &msg, &confirm, &header, now)
                 .await;
+        }
+        for hook in &self.hooks {
+            for (account, recipients) in &reached {
+                hook.delivered(
+                    self,
+                    DeliveredMessage {
+                        account: *account,
+                        recipients,
+                        mail_from: msg.mail_from.as_ref(),
+                        header: &header,
+                    },
+                )
+                .await;
+            }
         }
         Ok(Delivered {
             id,
@@ -460,11 +540,15 @@ impl LocalDelivery {
             None => "[unknown]".into(),
         };
         let mut with = t.protocol.to_string();
-        if t.tls.is_some() {
-            with.push('S');
-        }
-        if t.user.is_some() {
-            with.push('A');
+        // RFC 3848's S and A suffixes exist for the SMTP family only
+        // (ESMTPSA, UTF8SMTPS...); other protocols (HTTP for JMAP) go bare.
+        if t.protocol.ends_with("SMTP") {
+            if t.tls.is_some() {
+                with.push('S');
+            }
+            if t.user.is_some() {
+                with.push('A');
+            }
         }
         let mut s = format!(
             "Received: from {helo} ({peer})\r\n\tby {} (pochta) with {with} id {id}",
@@ -834,6 +918,66 @@ mod tests {
         );
         let meta = store.message(bob.id, m.id).await.unwrap().unwrap().meta;
         assert!(meta.message_id.unwrap().ends_with("@mx.example.com"));
+    }
+
+    /// One call of a hook: account, recipients, sender, header.
+    type Heard = (AccountId, Vec<String>, Option<String>, String);
+
+    /// Records what it is told.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<Heard>>);
+
+    #[async_trait]
+    impl DeliveryHook for Recorder {
+        async fn delivered(&self, _delivery: &LocalDelivery, m: DeliveredMessage<'_>) {
+            self.0.lock().unwrap().push((
+                m.account,
+                m.recipients.iter().map(Address::key).collect(),
+                m.mail_from.map(Address::key),
+                String::from_utf8_lossy(m.header).into_owned(),
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_hear_of_each_receiving_account_after_the_commit() {
+        let (_d, store, d) = setup().await;
+        let recorder = Arc::new(Recorder::default());
+        let d = d.with_hook(recorder.clone());
+        let mut msg = Incoming::new(
+            Some(a("x@remote.example")),
+            vec![
+                a("team@example.com"),
+                a("alice@example.com"),
+                a("y@remote.example"),
+            ],
+            b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+            Trace::default(),
+        );
+        msg.relay = true;
+        d.deliver(msg).await.unwrap();
+        let alice = store
+            .account(&a("alice@example.com"))
+            .await
+            .unwrap()
+            .unwrap();
+        let bob = store.account(&a("bob@example.com")).await.unwrap().unwrap();
+        let seen = recorder.0.lock().unwrap().clone();
+        assert_eq!(
+            seen.len(),
+            2,
+            "alice and bob once each, nothing for the remote one"
+        );
+        assert_eq!(seen[0].0, alice.id);
+        assert_eq!(seen[0].1, ["team@example.com", "alice@example.com"]);
+        assert_eq!(seen[1].0, bob.id);
+        assert_eq!(seen[1].1, ["team@example.com"]);
+        assert_eq!(seen[0].2.as_deref(), Some("x@remote.example"));
+        assert!(seen[0].3.starts_with("Return-Path: <x@remote.example>\r\n"));
+        assert!(seen[0].3.ends_with("Subject: s\r\n\r\n"), "{}", seen[0].3);
+        // Committed before the hook ran.
+        let inbox = store.mailboxes(alice.id).await.unwrap()[0].clone();
+        assert_eq!(store.messages(alice.id, inbox.id).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
