@@ -96,6 +96,19 @@ impl Jmap {
     /// The session resource (RFC 8620 §2) for `account`, with URLs under `base`
     /// (e.g. `https://mail.example.com`).
     pub fn session(&self, account: &Account, base: &str, websocket: Option<&str>) -> Session {
+        let mut session = self.build_session(account, base, websocket);
+        session.state = self.session_state(account);
+        session
+    }
+
+    /// The session state: a hash of the session without its URLs, so the state
+    /// a response reports (`sessionState`) is the same whatever host name or
+    /// transport the client used to fetch the session.
+    pub fn session_state(&self, account: &Account) -> String {
+        self.build_session(account, "", None).compute_state()
+    }
+
+    fn build_session(&self, account: &Account, base: &str, websocket: Option<&str>) -> Session {
         let urls = SessionUrls::under(base);
         let mut session = Session::new(account.address.to_string(), urls, &self.settings.core);
         session.add_capability(CAPABILITY_MAIL, json!({}));
@@ -138,7 +151,6 @@ impl Jmap {
                 CAPABILITY_VACATION_RESPONSE,
             ],
         );
-        session.compute_state();
         session
     }
 
@@ -159,8 +171,7 @@ impl Jmap {
                 .await?;
         // The session state changes only with the account list and the server's
         // settings, so it is recomputed rather than stored.
-        let state = self.session(account, "", None).state;
-        Ok(response.with_session_state(state))
+        Ok(response.with_session_state(self.session_state(account)))
     }
 
     /// The JMAP state of one data type, for push (`StateChange`).

@@ -14,7 +14,7 @@ pub use query::{query, query_changes};
 pub use set::{copy, set};
 
 /// The sort properties Email/query supports (the session advertises them).
-pub const SORT_PROPERTIES: [&str; 8] = [
+pub const SORT_PROPERTIES: [&str; 9] = [
     "receivedAt",
     "size",
     "from",
@@ -23,4 +23,5 @@ pub const SORT_PROPERTIES: [&str; 8] = [
     "sentAt",
     "hasKeyword",
     "allInThreadHaveKeyword",
+    "someInThreadHaveKeyword",
 ];
