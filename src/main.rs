@@ -1,7 +1,8 @@
 //! `pochta`: the whole mail system in one binary.
 //!
-//! `pochta serve` runs the servers; `pochta user …` and `pochta alias …` manage
-//! accounts in the same data directory, also while the server runs.
+//! `pochta serve` runs the servers; `pochta user …`, `pochta alias …` and
+//! `pochta token …` manage accounts in the same data directory, also while the
+//! server runs.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +10,7 @@ mod admin;
 mod ops;
 mod relay;
 mod serve;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the mail server (SMTP, POP3, IMAP, the relay queue) until Ctrl-C or SIGTERM.
+    /// Run the mail server (SMTP, POP3, IMAP, JMAP, the relay queue) until Ctrl-C or SIGTERM.
     Serve,
     /// Manage mail accounts.
     #[command(subcommand)]
@@ -40,6 +42,9 @@ enum Command {
     /// Manage alias addresses.
     #[command(subcommand)]
     Alias(admin::AliasCommand),
+    /// Bearer tokens for JMAP clients (instead of the password).
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
     /// DKIM signing keys for mail relayed to other servers.
     #[command(subcommand)]
     Dkim(ops::DkimCommand),
@@ -76,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve => serve::serve(config, cli.config).await,
             Command::User(cmd) => admin::user(&config, cmd).await,
             Command::Alias(cmd) => admin::alias(&config, cmd).await,
+            Command::Token(cmd) => tokens::token(&config, cmd).await,
             Command::Dkim(cmd) => ops::dkim(&config, cmd),
             Command::Queue(cmd) => ops::queue(&config, cmd).await,
         }

@@ -9,7 +9,9 @@ use pochta_addr::Address;
 use pochta_auth::{Authenticator, ThrottleConfig};
 use pochta_config::Config;
 use pochta_delivery::LocalDelivery;
+use pochta_http::{HttpServer, HttpSettings};
 use pochta_imap::server::{ImapServer, ImapServerSettings};
+use pochta_jmap::{Jmap, JmapSettings};
 use pochta_net::tls::CertSource;
 use pochta_net::{AcceptOptions, CancellationToken, ConnLimiter, TaskTracker, accept_loop};
 use pochta_pop3::{Pop3Server, Pop3Settings};
@@ -50,7 +52,9 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             config.hostname.clone(),
             config.domains.clone(),
         )
-        .with_queue_expiry(config.queue.expire),
+        .with_queue_expiry(config.queue.expire)
+        // JMAP VacationResponse: auto-replies after each local delivery.
+        .with_hook(pochta_jmap::vacation::VacationHook::new(store.clone())),
     );
     let relay = crate::relay::Relay::new(&config, store.clone())?;
     let postmaster = Address::new("postmaster", config.primary_domain().clone())
@@ -66,7 +70,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             data_timeout: config.limits.data_timeout,
             postmaster,
         },
-        delivery,
+        delivery.clone(),
         auth.clone(),
         Some(acceptor.clone()),
         relay.checker.clone(),
@@ -88,8 +92,26 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             max_errors: config.limits.errors,
         },
         store.clone(),
+        auth.clone(),
+        Some(acceptor.clone()),
+    );
+    let jmap = Jmap::new(
+        store.clone(),
+        delivery,
+        JmapSettings {
+            max_message_size: config.limits.message_size,
+            max_recipients: config.limits.recipients,
+            ..JmapSettings::new(config.hostname.clone())
+        },
+    );
+    let http = HttpServer::new(
+        jmap,
         auth,
-        Some(acceptor),
+        acceptor,
+        HttpSettings {
+            hostname: config.hostname.clone(),
+            plain: config.http.plain,
+        },
     );
 
     // Bind everything first, so a taken port is one clear error before anything runs.
@@ -110,6 +132,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         ("pop3s", config.listen.pop3s, Service::Pop3 { tls: true }),
         ("imap", config.listen.imap, Service::Imap { tls: false }),
         ("imaps", config.listen.imaps, Service::Imap { tls: true }),
+        ("http", config.listen.http, Service::Http),
     ] {
         let Some(addr) = addr else { continue };
         let listener = TcpListener::bind(addr)
@@ -122,6 +145,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let queue_task = tokio::spawn(relay.queue.clone().run(shutdown.clone()));
+    tokio::spawn(pochta_http::purge_uploads(store.clone(), shutdown.clone()));
     let limiter = ConnLimiter::new(config.limits.connections, config.limits.connections_per_ip);
     let mut endpoints = Vec::new();
     for (listener, local, kind) in bound {
@@ -134,6 +158,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             Service::Smtp(_) => pochta_smtp_in::refusal,
             Service::Pop3 { .. } => pochta_pop3::refusal,
             Service::Imap { .. } => pochta_imap::server::refusal,
+            Service::Http => pochta_http::refusal,
         };
         let opts = AcceptOptions {
             name: kind.name(),
@@ -160,6 +185,14 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
                 let imap = imap.clone();
                 tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
                     imap.clone().handle(tcp, peer, tls, stop.clone(), slot)
+                }));
+            }
+            Service::Http => {
+                let http = http.clone();
+                let tracker = tracker.clone();
+                tokio::spawn(accept_loop(listener, opts, move |tcp, peer, slot| {
+                    http.clone()
+                        .handle(tcp, peer, stop.clone(), tracker.clone(), slot)
                 }));
             }
         }
@@ -201,6 +234,7 @@ enum Service {
     Smtp(Listener),
     Pop3 { tls: bool },
     Imap { tls: bool },
+    Http,
 }
 
 impl Service {
@@ -211,6 +245,7 @@ impl Service {
             Service::Pop3 { tls: true } => "pop3s",
             Service::Imap { tls: false } => "imap",
             Service::Imap { tls: true } => "imaps",
+            Service::Http => "http",
         }
     }
 }
@@ -266,18 +301,12 @@ fn print_banner(
             Service::Pop3 { tls: true } => "POP3 (implicit TLS)",
             Service::Imap { tls: false } => "IMAP (STARTTLS, then LOGIN or AUTHENTICATE)",
             Service::Imap { tls: true } => "IMAP (implicit TLS)",
+            Service::Http if config.http.plain => {
+                "JMAP over HTTPS, and clear-text HTTP for a proxy (/.well-known/jmap)"
+            }
+            Service::Http => "JMAP over HTTPS (/.well-known/jmap)",
         };
         println!("  {:<12} {addr:<22} {what}", kind.name());
-    }
-    let later: Vec<String> = [("http", config.listen.http)]
-        .iter()
-        .filter_map(|(n, a)| a.map(|a| format!("{n} {a}")))
-        .collect();
-    if !later.is_empty() {
-        println!(
-            "  configured, not served by this version yet: {}",
-            later.join(", ")
-        );
     }
     if users == 0 {
         let config_arg = config_path

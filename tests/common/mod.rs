@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod jmap;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -23,6 +25,8 @@ pub struct Ports {
     pub pop3s: u16,
     pub imap: u16,
     pub imaps: u16,
+    /// HTTPS: JMAP.
+    pub http: u16,
 }
 
 /// A running `pochta serve`, killed when dropped.
@@ -53,7 +57,7 @@ pop3 = "127.0.0.1:{}"
 pop3s = "127.0.0.1:{}"
 imap = "127.0.0.1:{}"
 imaps = "127.0.0.1:{}"
-http = ""
+http = "127.0.0.1:{}"
 
 {extra}
 "#,
@@ -63,7 +67,8 @@ http = ""
         ports.pop3,
         ports.pop3s,
         ports.imap,
-        ports.imaps
+        ports.imaps,
+        ports.http
     )
 }
 
@@ -102,6 +107,7 @@ impl Server {
             pop3s: 0,
             imap: 0,
             imaps: 0,
+            http: 0,
         };
         std::fs::write(&config, config_text(head, &zero, extra)).expect("write config");
         let mut s = Server {
@@ -167,6 +173,7 @@ impl Server {
             pop3s: port("pop3s"),
             imap: port("imap"),
             imaps: port("imaps"),
+            http: port("http"),
         }
     }
 

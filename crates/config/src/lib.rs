@@ -78,6 +78,8 @@ pub struct Config {
     pub queue: Queue,
     /// SPF, DKIM and DMARC checks of incoming mail.
     pub checks: Checks,
+    /// The HTTP listener (JMAP).
+    pub http: Http,
     /// Logging.
     pub log: Log,
 }
@@ -323,6 +325,20 @@ pub struct Checks {
     pub skip: Vec<String>,
 }
 
+/// The HTTP listener (JMAP, RFC 8620): `[http]`.
+///
+/// The listener speaks HTTPS with the server's certificate; a request in clear
+/// text gets `400` and the `https://` URL to use, and credentials are never
+/// accepted over it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Also serve clear-text HTTP, with logins, on the `http` listener: only for
+    /// a reverse proxy on the same machine or a trusted network that terminates
+    /// TLS for the clients. Default `false`.
+    pub plain: bool,
+}
+
 /// Logging settings, read once at start-up by the binary's tracing subscriber.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -473,6 +489,7 @@ impl Default for Config {
             relay: Relay::default(),
             queue: Queue::default(),
             checks: Checks::default(),
+            http: Http::default(),
             log: Log::default(),
         }
     }
@@ -702,6 +719,8 @@ struct FileConfig {
     #[serde(default)]
     checks: Checks,
     #[serde(default)]
+    http: Http,
+    #[serde(default)]
     log: Log,
 }
 
@@ -929,6 +948,7 @@ impl Config {
             relay,
             queue: file.queue,
             checks: file.checks,
+            http: file.http,
             log: file.log,
         };
         config.validate()?;
@@ -1290,6 +1310,8 @@ impl Config {
         let _ = writeln!(out, "reject_dmarc = {}", c.reject_dmarc);
         let skip: Vec<String> = c.skip.iter().map(|n| q(n)).collect();
         let _ = writeln!(out, "skip = [{}]", skip.join(", "));
+        let _ = writeln!(out, "\n[http]");
+        let _ = writeln!(out, "plain = {}", self.http.plain);
         let _ = writeln!(out, "\n[log]");
         let _ = writeln!(out, "level = {}", q(&self.log.level));
         let _ = writeln!(out, "format = {}", q(&self.log.format.to_string()));

@@ -37,6 +37,7 @@ fn empty_file_is_the_defaults() {
     assert_eq!(config.limits.message_size, 52_428_800);
     assert_eq!(config.limits.command_timeout, Duration::from_secs(300));
     assert_eq!(config.log.format, LogFormat::Text);
+    assert!(!config.http.plain, "clear-text HTTP is off by default");
     // Comments and whitespace only are still "empty".
     assert_eq!(parse("# nothing\n\n").expect("comment"), Config::default());
 }
@@ -199,6 +200,9 @@ enabled = false
 reject_dmarc = true
 skip = ["10.1.2.3/8", "192.0.2.1", "2001:DB8::/32", "::1"]
 
+[http]
+plain = true
+
 [log]
 level = "info,pochta_store=debug"
 format = "json"
@@ -289,6 +293,7 @@ format = "json"
                 "::1/128".into(),
             ],
         },
+        http: Http { plain: true },
         log: Log {
             level: "info,pochta_store=debug".into(),
             format: LogFormat::Json,
@@ -338,6 +343,7 @@ fn to_toml_round_trips_defaults() {
         text.contains("\nskip = [\"127.0.0.0/8\", \"::1/128\"]\n"),
         "{text}"
     );
+    assert!(text.contains("\n[http]\nplain = false\n"), "{text}");
 }
 
 #[test]
@@ -503,6 +509,7 @@ fn unknown_keys_name_the_full_path() {
         ("relay", "smarthost_tls"),
         ("queue", "max_retry"),
         ("checks", "reject_dmarc"),
+        ("http", "plain"),
         ("log", "level"),
     ] {
         let msg = fails(
@@ -519,7 +526,7 @@ fn unknown_keys_name_the_full_path() {
     let msg = fails("[imap]\nhost = \"x\"\n", "imap");
     assert!(msg.contains("unknown key \"imap\""), "{msg}");
     assert!(
-        msg.contains("auth, relay, queue, checks, log"),
+        msg.contains("auth, relay, queue, checks, http, log"),
         "sections in file order: {msg}"
     );
 }
@@ -1088,6 +1095,7 @@ fn check_skip_networks() {
     fails("[checks]\nskip = [8]\n", "checks.skip[0]");
     fails("[checks]\nskip = \"127.0.0.1\"\n", "checks.skip");
     fails("[checks]\nenabled = \"yes\"\n", "checks.enabled");
+    fails("[http]\nplain = \"yes\"\n", "http.plain");
     let config = parse("[checks]\nskip = [\"192.0.2.7\", \"10.9.8.7/16\", \"FE80::1/10\"]\n")
         .expect("valid");
     assert_eq!(
