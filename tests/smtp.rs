@@ -178,7 +178,11 @@ async fn submission_auth_login_and_implicit_tls_on_465() {
 
 #[tokio::test]
 async fn submission_refuses_strangers_and_foreign_senders() {
-    let server = Server::start();
+    let server = Server::start_with(
+        // Remote mail must stay queued: a resolver that answers nothing
+        // (nothing listens on port 9) makes every attempt a temporary failure.
+        "[relay]\nresolver = [\"127.0.0.1:9\"]\n",
+    );
     server.add_user("alice@localhost");
     server.add_user("bob@localhost");
     let file = write_file(server.dir.path(), "m.eml", &message("x", "x\r\n"));
