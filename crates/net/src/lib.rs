@@ -7,6 +7,7 @@
 mod conn;
 mod limits;
 mod listen;
+pub mod client_tls;
 pub mod tls;
 
 pub use conn::{Conn, TlsDetails, acceptor};
