@@ -24,8 +24,8 @@ pub(crate) fn preview(raw: &[u8], body: &BodyPart) -> String {
     let encoded = raw.get(range.start..range.end.min(range.start.saturating_add(limit)));
     let encoded = encoded.unwrap_or_default();
     let decoded = match part.encoding.as_str() {
-        "BASE64" => decode_base64(encoded),
-        "QUOTED-PRINTABLE" => decode_qp(encoded),
+        "BASE64" => crate::decode::base64(encoded),
+        "QUOTED-PRINTABLE" => crate::decode::quoted_printable(encoded),
         _ => encoded.to_vec(),
     };
     let text = match part
@@ -132,85 +132,9 @@ pub(crate) fn collapse(text: &str, max: usize) -> String {
     out
 }
 
-/// Lenient base64: skips characters outside the alphabet, stops at padding.
-fn decode_base64(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &b in input {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-/// Lenient quoted-printable: soft line breaks removed, "=XX" decoded, anything else kept.
-fn decode_qp(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        if b == b'=' {
-            match (input.get(i + 1), input.get(i + 2)) {
-                (Some(b'\r'), Some(b'\n')) => {
-                    i += 3;
-                    continue;
-                }
-                (Some(b'\n'), _) => {
-                    i += 2;
-                    continue;
-                }
-                (Some(&h), Some(&l)) => {
-                    if let (Some(h), Some(l)) = (hex(h), hex(l)) {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decoders() {
-        assert_eq!(decode_base64(b"aGVs\r\nbG8="), b"hello");
-        assert_eq!(decode_base64(b"aGVsbG8"), b"hello");
-        assert_eq!(
-            decode_qp(b"caf=C3=A9 =\r\nx=\ny =ZZ="),
-            "café xy =ZZ=".as_bytes()
-        );
-    }
 
     #[test]
     fn collapsing() {

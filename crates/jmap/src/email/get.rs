@@ -969,80 +969,9 @@ pub(crate) fn decoded_body<'r>(raw: &'r [u8], part: &BodyPart) -> Cow<'r, [u8]> 
     let body = slice(raw, part.body_range());
     match transfer(part) {
         Transfer::Identity => Cow::Borrowed(body),
-        Transfer::Base64 => Cow::Owned(decode_base64(body)),
-        Transfer::QuotedPrintable => Cow::Owned(decode_quoted_printable(body)),
+        Transfer::Base64 => Cow::Owned(pochta_message::decode::base64(body)),
+        Transfer::QuotedPrintable => Cow::Owned(pochta_message::decode::quoted_printable(body)),
     }
-}
-
-/// Base64, leniently: characters outside the alphabet are skipped and
-/// decoding stops at the first `=`.
-fn decode_base64(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &b in input {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Quoted-printable (RFC 2045 §6.7): `=XX`, soft line breaks removed,
-/// trailing white space of lines dropped, malformed escapes kept as they are.
-fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let lines = input.iter().filter(|&&b| b == b'\n').count();
-    for (n, line) in input.split(|&b| b == b'\n').enumerate() {
-        let last = n == lines;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let line = trim_end(line);
-        let (line, soft) = match line.strip_suffix(b"=") {
-            Some(l) => (l, true),
-            None => (line, false),
-        };
-        let mut i = 0;
-        while let Some(&b) = line.get(i) {
-            if b == b'='
-                && let (Some(h), Some(l)) = (
-                    line.get(i + 1).copied().and_then(hex_digit),
-                    line.get(i + 2).copied().and_then(hex_digit),
-                )
-            {
-                out.push((h << 4) | l);
-                i += 3;
-                continue;
-            }
-            out.push(b);
-            i += 1;
-        }
-        if !soft && !last {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
 }
 
 fn is_utf8_label(c: &str) -> bool {
@@ -1863,9 +1792,12 @@ mod tests {
 
     #[test]
     fn transfer_decoding() {
-        assert_eq!(decode_base64(b"aGVs\r\nbG8=\r\n"), b"hello");
         assert_eq!(
-            decode_quoted_printable(b"caf=C3=A9 =\r\nau lait  \r\nnext=3D=ZZ"),
+            pochta_message::decode::base64(b"aGVs\r\nbG8=\r\n"),
+            b"hello"
+        );
+        assert_eq!(
+            pochta_message::decode::quoted_printable(b"caf=C3=A9 =\r\nau lait  \r\nnext=3D=ZZ"),
             "café au lait\r\nnext==ZZ".as_bytes()
         );
         assert_eq!(
