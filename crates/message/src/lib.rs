@@ -43,6 +43,7 @@
 //! * Offsets are `u32`: inputs of 4 GiB or more get the fallback meta.
 
 mod build;
+pub mod collate;
 pub mod decode;
 mod encode;
 mod preview;

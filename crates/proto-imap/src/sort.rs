@@ -80,37 +80,8 @@ fn sort_value(m: &MessageView<'_>, key: SortKey) -> Value {
     }
 }
 
-/// Base letters of U+00C0..=U+017F (Latin-1 Supplement and Latin Extended-A),
-/// upper case, `.` where there is none.
-const LATIN_BASE: &[u8; 192] = b"AAAAAA.CEEEEIIII.NOOOOO..UUUUY..AAAAAA.CEEEEIIII.NOOOOO..UUUUY.YAAAAAACCCCCCCCDD..EEEEEEEEEEGGGGGGGGHH..IIIIIIIII.IIJJKK.LLLLLLLL..NNNNNN...OOOOOO..RRRRRRSSSSSSSSTTTT..UUUUUUUUUUUUWWYYYZZZZZZ.";
-
-fn latin_base(ch: char) -> Option<char> {
-    let index = (ch as usize).checked_sub(0xC0)?;
-    match LATIN_BASE.get(index) {
-        Some(b'.') | None => None,
-        Some(&b) => Some(char::from(b)),
-    }
-}
-
-/// The comparison form of a string: ASCII letters upper-cased
-/// (i;ascii-casemap), other characters upper-cased, accented Latin letters
-/// preceded by their base letter.
-pub fn casemap(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if ch.is_ascii() {
-            out.push(ch.to_ascii_uppercase());
-            continue;
-        }
-        for upper in ch.to_uppercase() {
-            if let Some(base) = latin_base(upper) {
-                out.push(base);
-            }
-            out.push(upper);
-        }
-    }
-    out
-}
+/// The comparison form of i;unicode-casemap, shared with JMAP's sorting.
+pub use pochta_message::collate::casemap;
 
 /// RFC 5256 FROM/TO/CC: the addr-mailbox of the first address (the group name
 /// when the list starts with a group); empty when there is none.

@@ -754,53 +754,11 @@ fn parse_sort(sort: &[Comparator]) -> Result<Vec<Sorter>, MethodError> {
     Ok(out)
 }
 
-/// The base letter of an upper-case accented Latin letter, so that `Ä`
-/// sorts after `A` and before `B` as with i;unicode-casemap's decomposition.
-fn latin_base(c: char) -> Option<char> {
-    Some(match c {
-        'À'..='Å' | 'Ā' | 'Ă' | 'Ą' => 'A',
-        'Ç' | 'Ć' | 'Ĉ' | 'Ċ' | 'Č' => 'C',
-        'Ď' | 'Đ' => 'D',
-        'È'..='Ë' | 'Ē' | 'Ĕ' | 'Ė' | 'Ę' | 'Ě' => 'E',
-        'Ĝ' | 'Ğ' | 'Ġ' | 'Ģ' => 'G',
-        'Ĥ' | 'Ħ' => 'H',
-        'Ì'..='Ï' | 'Ĩ' | 'Ī' | 'Ĭ' | 'Į' | 'İ' => 'I',
-        'Ĵ' => 'J',
-        'Ķ' => 'K',
-        'Ĺ' | 'Ļ' | 'Ľ' | 'Ŀ' | 'Ł' => 'L',
-        'Ñ' | 'Ń' | 'Ņ' | 'Ň' => 'N',
-        'Ò'..='Ö' | 'Ø' | 'Ō' | 'Ŏ' | 'Ő' => 'O',
-        'Ŕ' | 'Ŗ' | 'Ř' => 'R',
-        'Ś' | 'Ŝ' | 'Ş' | 'Š' => 'S',
-        'Ţ' | 'Ť' | 'Ŧ' => 'T',
-        'Ù'..='Ü' | 'Ũ' | 'Ū' | 'Ŭ' | 'Ů' | 'Ű' | 'Ų' => 'U',
-        'Ŵ' => 'W',
-        'Ý' | 'Ÿ' | 'Ŷ' => 'Y',
-        'Ź' | 'Ż' | 'Ž' => 'Z',
-        _ => return None,
-    })
-}
-
 fn collation_key(collation: Collation, s: &str) -> Key {
     match collation {
         Collation::Octet => Key::Text(s.to_string()),
         Collation::AsciiCasemap => Key::Text(s.to_ascii_uppercase()),
-        Collation::UnicodeCasemap => {
-            let mut out = String::with_capacity(s.len());
-            for ch in s.chars() {
-                if ch.is_ascii() {
-                    out.push(ch.to_ascii_uppercase());
-                    continue;
-                }
-                for upper in ch.to_uppercase() {
-                    if let Some(base) = latin_base(upper) {
-                        out.push(base);
-                    }
-                    out.push(upper);
-                }
-            }
-            Key::Text(out)
-        }
+        Collation::UnicodeCasemap => Key::Text(pochta_message::collate::casemap(s)),
         Collation::AsciiNumeric => {
             let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
             if digits.is_empty() {
