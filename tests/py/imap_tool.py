@@ -153,6 +153,16 @@ def cmd_raw(args):
     if args.user:
         out["responses"].append(r.cmd('LOGIN "%s" "%s"' % (args.user, args.password)))
     for text in args.line:
+        if text == "WAIT":
+            # Tell the test we are here, then pause until it says go (bounded),
+            # so that another protocol can change the mailbox mid-session.
+            deadline = time.time() + 30
+            open(args.ready_file, "w").close()
+            while not os.path.exists(args.wait_file) and time.time() < deadline:
+                time.sleep(0.01)
+            if os.path.exists(args.wait_file):
+                os.remove(args.wait_file)
+            continue
         if text == "COMPRESS":
             resp = r.cmd("COMPRESS DEFLATE")
             out["responses"].append(resp)
@@ -183,6 +193,8 @@ def main():
             sp.add_argument("--timeout", type=float, default=10)
         if name == "raw":
             sp.add_argument("--line", action="append", default=[])
+            sp.add_argument("--ready-file", help="created at each WAIT line")
+            sp.add_argument("--wait-file", help="each WAIT line waits for it (and removes it)")
     args = ap.parse_args()
     args.fn(args)
 

@@ -338,6 +338,29 @@ async fn keywords_and_mailboxes_change_as_imap_sees_them() {
     let rec = record(&w, &id).await.unwrap();
     assert_eq!(ids::mailbox(rec.summary.mailbox_id).as_str(), trash);
 
+    // A path set to `false` removes, like `null`: what jmap-client sends
+    // (regression: its `keyword(k, false)` was refused as invalidProperties).
+    let r = w
+        .call(
+            "Email/set",
+            json!({"accountId": w.account_id(), "update": {id_s.clone(): {
+                "keywords/$seen": false, format!("mailboxIds/{trash}"): false,
+                format!("mailboxIds/{inbox}"): true}}}),
+        )
+        .await;
+    assert!(r["notUpdated"].is_null(), "{r}");
+    let rec = record(&w, &id).await.unwrap();
+    assert_eq!(rec.summary.flags, Flags::NONE);
+    assert_eq!(ids::mailbox(rec.summary.mailbox_id).as_str(), inbox);
+    let r = w
+        .call(
+            "Email/set",
+            json!({"accountId": w.account_id(), "update": {id_s.clone(): {
+                format!("mailboxIds/{inbox}"): null, format!("mailboxIds/{trash}"): true}}}),
+        )
+        .await;
+    assert!(r["notUpdated"].is_null(), "{r}");
+
     // What cannot change.
     let r = w
         .call(
@@ -355,7 +378,8 @@ async fn keywords_and_mailboxes_change_as_imap_sees_them() {
             "invalidProperties",
         ),
         (json!({"keywords": {"a b": true}}), "invalidProperties"),
-        (json!({"keywords/x": false}), "invalidProperties"),
+        (json!({"keywords/x": "yes"}), "invalidProperties"),
+        (json!({"keywords": {"x": false}}), "invalidProperties"),
         (json!({"subject": "new"}), "invalidProperties"),
         (json!({"keywords/a/b": true}), "invalidPatch"),
     ] {

@@ -442,7 +442,15 @@ async fn update(
         } else {
             path.clone()
         };
-        normal.insert(path, value.clone());
+        // A member set to `false` is taken as removed, like `null`: RFC 8621
+        // allows only `true` as a value, but clients (jmap-client's
+        // `keyword(k, false)`, `mailbox_id(m, false)`) send `false` to remove,
+        // and there is no other meaning it could have.
+        let value = match value {
+            Value::Bool(false) if path.contains('/') => Value::Null,
+            v => v.clone(),
+        };
+        normal.insert(path, value);
     }
     let summary = &record.summary;
     let mut current = Map::new();
