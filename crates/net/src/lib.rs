@@ -4,10 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client_tls;
 mod conn;
 mod limits;
 mod listen;
-pub mod client_tls;
 pub mod tls;
 
 pub use conn::{Conn, TlsDetails, acceptor};
