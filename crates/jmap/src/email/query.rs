@@ -16,7 +16,8 @@
 //!    are not all in the headers) and `header` answer *maybe*.
 //! 3. Only the candidates still at *maybe* are read in full (metadata and
 //!    raw bytes, in batches) and evaluated again on their decoded text.
-//! 4. The matches are sorted (ties by id, so the order is stable),
+//! 4. The matches are sorted (ties by id in the direction of the last
+//!    comparator, so the order is stable and matches IMAP UID order),
 //!    collapsed by thread if asked, and windowed.
 //!
 //! # String matching
@@ -1111,8 +1112,16 @@ async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
                 return ord;
             }
         }
+        // Ties go by id (arrival order) in the direction of the last
+        // comparator, so that `receivedAt` descending lists mail that arrived
+        // in the same second newest first, as IMAP's UID order does.
         let id = |i: usize| matched.get(i).map_or(0, |m| m.summary.id);
-        id(a).cmp(&id(b))
+        let tie = id(a).cmp(&id(b));
+        if spec.sort.last().is_some_and(|s| !s.ascending) {
+            tie.reverse()
+        } else {
+            tie
+        }
     });
     let mut seen_threads = HashSet::new();
     let ids = order
