@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod mail;
 mod ops;
 mod relay;
 mod serve;
@@ -27,6 +28,11 @@ struct Cli {
     /// data in ./pochta-data, domain localhost, loopback listeners.
     #[arg(long, global = true, env = "POCHTA_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
+
+    /// The user agent's accounts file (`pochta mail`), default
+    /// $XDG_CONFIG_HOME/pochta/client.toml.
+    #[arg(long, global = true, env = "POCHTA_CLIENT_CONFIG", value_name = "PATH")]
+    client_config: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -51,6 +57,8 @@ enum Command {
     /// Inspect and steer the outbound queue (also while the server runs).
     #[command(subcommand)]
     Queue(ops::QueueCommand),
+    /// The user agent: send, fetch, browse and read mail on any server.
+    Mail(mail::MailArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,12 +67,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // Usage errors exit 2 like clap's own; server and network errors 1.
+            let usage = e
+                .downcast_ref::<pochta_client::ClientError>()
+                .is_some_and(|c| c.is_usage());
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Mail(args) = cli.command {
+        // The user agent never reads the server's configuration (POCHTA_CONFIG
+        // may point anywhere). The local offset is read here, while the
+        // process has one thread: later it cannot be read soundly.
+        let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+        init_logging(&Config::default(), false)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        return runtime.block_on(mail::run(args, cli.client_config, offset));
+    }
     let config = match &cli.config {
         Some(path) => Config::load(path).with_context(|| format!("in {}", path.display()))?,
         None => Config::default(),
@@ -84,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Token(cmd) => tokens::token(&config, cmd).await,
             Command::Dkim(cmd) => ops::dkim(&config, cmd),
             Command::Queue(cmd) => ops::queue(&config, cmd).await,
+            Command::Mail(_) => Ok(()),
         }
     })
 }

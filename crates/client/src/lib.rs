@@ -12,6 +12,7 @@
 //!   stays on the server (IMAP, JMAP) or on the client (Maildir), so that every
 //!   browse command is written once.
 //! * [`imap`], [`jmap`]: the server backends.
+//! * [`query`]: the search language of `pochta mail search`.
 //! * [`render`]: turning a stored message into what a person reads.
 //! * [`tls`]: rustls client configurations (verified, or `--accept-invalid-certs`).
 
@@ -25,6 +26,7 @@ pub mod imap;
 pub mod jmap;
 pub mod maildir;
 pub mod pop3;
+pub mod query;
 pub mod render;
 pub mod submit;
 pub mod tls;
