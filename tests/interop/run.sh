@@ -2,7 +2,8 @@
 # Interop tests: the real `pochta` binary against real third-party clients (swaks
 # for SMTP; fetchmail, getmail6, curl and python's poplib for POP3; mbsync, curl,
 # neomutt, offlineimap3 and python for IMAP) and, for the relay, real servers
-# (a private Postfix instance and Postfix's smtp-sink).
+# (a private Postfix instance and Postfix's smtp-sink); and pochta's user agent
+# (`pochta mail`) as a client of Dovecot and Postfix.
 #
 #   tests/interop/run.sh [PATH-TO-POCHTA]        (default: target/release/pochta)
 #
@@ -12,7 +13,8 @@
 # listeners, then the POP3 clients against the pop3 (STLS) and pop3s (implicit
 # TLS) listeners (pop3.sh), then the IMAP clients against the imap (STARTTLS) and
 # imaps (implicit TLS) listeners (imap.sh), then the relay: mail to and from
-# Postfix, smtp-sink refusing and accepting, the queue commands (relay.sh). Every
+# Postfix, smtp-sink refusing and accepting, the queue commands (relay.sh), then
+# `pochta mail` against a private Dovecot and Postfix (client.sh). Every
 # check prints PASS or FAIL with a reason; a
 # failing check also prints the client's transcript. What was delivered is
 # verified in the store itself (store.sqlite3, read with python3's sqlite3 and
@@ -24,16 +26,28 @@
 # optional), python3, openssl, coreutils `timeout`, fetchmail, getmail (Debian:
 # getmail6), curl, mbsync (Debian: isync), neomutt, offlineimap (Debian:
 # offlineimap3), script (util-linux, Debian: bsdutils); postfix and smtp-sink
-# (Debian: postfix), dkimpy for /usr/bin/python3 (Debian: python3-dkim); as root
-# also `runuser` and a user `nobody` (getmail will not deliver as root, nor
-# Postfix). Without root the Postfix checks are skipped (an error under CI=true).
+# (Debian: postfix), dkimpy for /usr/bin/python3 (Debian: python3-dkim), dovecot
+# and doveadm (Debian: dovecot-imapd dovecot-pop3d); as root also `runuser` and
+# a user `nobody` (getmail will not deliver as root, nor Postfix). Without root
+# the Postfix and Dovecot checks are skipped (an error under CI=true).
 # Exit status: 0 when every check passed, 1 when one failed, 2 on a setup error.
 # KEEP_WORKDIR=1 keeps the temporary directory (config, data, logs, transcripts)
-# even on success; it is always kept after a failure.
+# even on success; it is always kept after a failure. ONLY=client runs only the
+# user agent checks (client.sh: no `pochta serve`; of the clients above only
+# python3, openssl, timeout and script are needed, with Dovecot and Postfix).
 
 # The check functions are called through `check`, cleanup through the trap:
 # shellcheck disable=SC2317
 set -uo pipefail
+
+ONLY=${ONLY:-}
+case $ONLY in
+"" | client) ;;
+*)
+    printf 'SETUP ERROR: ONLY=%s: the only value known is ONLY=client\n' "$ONLY" >&2
+    exit 2
+    ;;
+esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -62,6 +76,7 @@ cleanup() {
     local rc=$?
     stop_server
     declare -F relay_cleanup >/dev/null && relay_cleanup
+    declare -F client_cleanup >/dev/null && client_cleanup
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ] || [ "${KEEP_WORKDIR:-}" = 1 ]; then
             say "work directory kept: $WORK"
@@ -224,14 +239,21 @@ token() { printf 'interop-%s-%s-%s' "$1" "$$" "$RANDOM$RANDOM"; }
 
 [ -x "$BIN" ] || setup_error "pochta binary not found or not executable: $BIN (build it with: cargo build --release)"
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-for tool in swaks python3 openssl timeout fetchmail getmail curl mbsync neomutt offlineimap script; do
+if [ "$ONLY" = client ]; then
+    TOOLS=(python3 openssl timeout script)
+else
+    TOOLS=(swaks python3 openssl timeout fetchmail getmail curl mbsync neomutt offlineimap script)
+fi
+for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || setup_error "$tool is not installed"
 done
-SUPPORT=$(swaks --support 2>&1)
-grep -q '^=== TLS supported' <<<"$SUPPORT" ||
-    setup_error "swaks has no TLS support (install libnet-ssleay-perl libio-socket-ssl-perl): $SUPPORT"
-grep -q '^=== Basic AUTH supported' <<<"$SUPPORT" ||
-    setup_error "swaks has no AUTH support: $SUPPORT"
+if [ "$ONLY" != client ]; then
+    SUPPORT=$(swaks --support 2>&1)
+    grep -q '^=== TLS supported' <<<"$SUPPORT" ||
+        setup_error "swaks has no TLS support (install libnet-ssleay-perl libio-socket-ssl-perl): $SUPPORT"
+    grep -q '^=== Basic AUTH supported' <<<"$SUPPORT" ||
+        setup_error "swaks has no AUTH support: $SUPPORT"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pochta-interop.XXXXXX") || setup_error "mktemp failed"
 CONF="$WORK/pochta.toml"
@@ -243,9 +265,12 @@ SERVER_LOG="$WORK/server.log"
 
 say "pochta interop tests"
 say "  binary   $BIN ($("$BIN" --version 2>&1))"
-say "  swaks    $(swaks --version 2>&1 | head -n 1)"
-say "  pop3     $(fetchmail --version 2>/dev/null | grep -m1 -o 'fetchmail release [^ +]*'); $(getmail --version 2>&1 | head -n 1); $(curl --version | head -n 1 | cut -d' ' -f1-2)"
-say "  imap     $(mbsync --version 2>&1 | head -n 1); $(neomutt -v 2>/dev/null | head -n 1); offlineimap $(offlineimap --version 2>/dev/null | head -n 1)"
+if [ "$ONLY" != client ]; then
+    say "  swaks    $(swaks --version 2>&1 | head -n 1)"
+    say "  pop3     $(fetchmail --version 2>/dev/null | grep -m1 -o 'fetchmail release [^ +]*'); $(getmail --version 2>&1 | head -n 1); $(curl --version | head -n 1 | cut -d' ' -f1-2)"
+    say "  imap     $(mbsync --version 2>&1 | head -n 1); $(neomutt -v 2>/dev/null | head -n 1); offlineimap $(offlineimap --version 2>/dev/null | head -n 1)"
+fi
+say "  servers  Dovecot $(dovecot --version 2>/dev/null || echo missing); Postfix $(postconf -d -h mail_version 2>/dev/null || echo missing)"
 say "  python3  $(python3 --version 2>&1)"
 say "  work dir $WORK"
 
@@ -340,9 +365,16 @@ CAROL_PW='carol 12345 !@#$%^&*()'
 # shellcheck source=tests/interop/relay.sh
 . "$HERE/relay.sh"
 
+# The user agent checks (pochta mail against Dovecot and Postfix):
+# client_checks, client_cleanup (in cleanup).
+# shellcheck source=tests/interop/client.sh
+. "$HERE/client.sh"
+
 T_START=$(now_ms)
-relay_prepare
-start_server
+if [ "$ONLY" != client ]; then
+    relay_prepare
+    start_server
+fi
 say ""
 
 # ---------------------------------------------------------------- the checks
@@ -635,31 +667,36 @@ check_graceful_shutdown() {
     [ "$rc" -eq 0 ] || fail "exit status $rc after SIGTERM"
 }
 
-check "server started, TLS certificate generated in data/tls/cert.pem" check_started
-check "CLI: user add (x3, duplicate and foreign domain refused), alias add, user/alias list" check_cli_users
-check "submission: STARTTLS + AUTH PLAIN, delivered to bob (Received: ESMTPSA)" check_submission_starttls_plain
-check "submissions: implicit TLS + AUTH LOGIN, delivered to bob" check_submissions_login
-check "submissions: AUTH PLAIN with a non-ASCII password" check_submissions_plain_unicode_password
-check "TLS: certificate verifies against data/tls/cert.pem for 127.0.0.1" check_tls_certificate
-check "submission: 50 KiB binary attachment stored byte-exact" check_attachment
-check "submission: PIPELINING, 3 recipients, unknown one refused 550 5.1.1" check_pipelining
-check "MX: plain delivery from another server without AUTH" check_mx_plain
-check "MX: delivery over STARTTLS (Received: ESMTPS)" check_mx_starttls
-check "MX: alias and plus address, one copy per account" check_mx_alias_and_plus
-check "MX: 8-bit UTF-8 body stored verbatim" check_mx_8bit
-check "refused: AUTH before STARTTLS on submission (not advertised, 538)" check_auth_before_starttls
-check "refused: MAIL without AUTH on submission (530)" check_submission_requires_auth
-check "refused: wrong password (535)" check_wrong_password
-check "refused: relaying from the MX to a foreign domain (550 5.7.1)" check_mx_relay_refused
-check "refused: relaying from the MX under STARTTLS with a local sender (550 5.7.1)" check_mx_relay_refused_tls
-check "refused: AUTH on the MX port, even under TLS" check_mx_no_auth
-check "refused: unknown local user on the MX (550 5.1.1)" check_mx_unknown_user
-check "refused: sending as another user's address (553 5.7.1)" check_sender_not_owned
-pop3_checks
-imap_checks
-relay_checks
-check "CLI: user list message counts match the store" check_user_list_counts
-check "server exits 0 on SIGTERM" check_graceful_shutdown
+if [ "$ONLY" = client ]; then
+    client_checks
+else
+    check "server started, TLS certificate generated in data/tls/cert.pem" check_started
+    check "CLI: user add (x3, duplicate and foreign domain refused), alias add, user/alias list" check_cli_users
+    check "submission: STARTTLS + AUTH PLAIN, delivered to bob (Received: ESMTPSA)" check_submission_starttls_plain
+    check "submissions: implicit TLS + AUTH LOGIN, delivered to bob" check_submissions_login
+    check "submissions: AUTH PLAIN with a non-ASCII password" check_submissions_plain_unicode_password
+    check "TLS: certificate verifies against data/tls/cert.pem for 127.0.0.1" check_tls_certificate
+    check "submission: 50 KiB binary attachment stored byte-exact" check_attachment
+    check "submission: PIPELINING, 3 recipients, unknown one refused 550 5.1.1" check_pipelining
+    check "MX: plain delivery from another server without AUTH" check_mx_plain
+    check "MX: delivery over STARTTLS (Received: ESMTPS)" check_mx_starttls
+    check "MX: alias and plus address, one copy per account" check_mx_alias_and_plus
+    check "MX: 8-bit UTF-8 body stored verbatim" check_mx_8bit
+    check "refused: AUTH before STARTTLS on submission (not advertised, 538)" check_auth_before_starttls
+    check "refused: MAIL without AUTH on submission (530)" check_submission_requires_auth
+    check "refused: wrong password (535)" check_wrong_password
+    check "refused: relaying from the MX to a foreign domain (550 5.7.1)" check_mx_relay_refused
+    check "refused: relaying from the MX under STARTTLS with a local sender (550 5.7.1)" check_mx_relay_refused_tls
+    check "refused: AUTH on the MX port, even under TLS" check_mx_no_auth
+    check "refused: unknown local user on the MX (550 5.1.1)" check_mx_unknown_user
+    check "refused: sending as another user's address (553 5.7.1)" check_sender_not_owned
+    pop3_checks
+    imap_checks
+    relay_checks
+    client_checks
+    check "CLI: user list message counts match the store" check_user_list_counts
+    check "server exits 0 on SIGTERM" check_graceful_shutdown
+fi
 
 T_END=$(now_ms)
 say ""
@@ -668,9 +705,11 @@ if [ "$FAILED" -gt 0 ]; then
     for n in "${FAILED_NAMES[@]}"; do
         say "  FAILED: $n"
     done
-    say ""
-    say "      --- server log (last 60 lines)"
-    tail -n 60 "$SERVER_LOG" | sed 's/^/      | /'
+    if [ -f "$SERVER_LOG" ]; then
+        say ""
+        say "      --- server log (last 60 lines)"
+        tail -n 60 "$SERVER_LOG" | sed 's/^/      | /'
+    fi
     exit 1
 fi
 exit 0
