@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod check;
 mod mail;
 mod ops;
 mod relay;
@@ -59,6 +60,10 @@ enum Command {
     Queue(ops::QueueCommand),
     /// The user agent: send, fetch, browse and read mail on any server.
     Mail(mail::MailArgs),
+    /// Verify the store: SQLite integrity, blobs, counters, UIDs, MODSEQs, the
+    /// change log, the queue, and that messages parse. Safe while the server
+    /// runs; exits non-zero when a problem is found.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +104,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let serving = matches!(cli.command, Command::Serve);
     init_logging(&config, serving)?;
+    if let Command::Check(args) = cli.command {
+        // Synchronous: one read-only connection, no runtime needed.
+        return check::run(&config, args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pochta")
@@ -112,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Token(cmd) => tokens::token(&config, cmd).await,
             Command::Dkim(cmd) => ops::dkim(&config, cmd),
             Command::Queue(cmd) => ops::queue(&config, cmd).await,
-            Command::Mail(_) => Ok(()),
+            Command::Mail(_) | Command::Check(_) => Ok(()),
         }
     })
 }

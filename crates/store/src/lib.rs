@@ -32,6 +32,7 @@ use tokio::sync::watch;
 pub use error::{Result, StoreError};
 pub use notify::{ChangeNotifier, LocalNotifier};
 pub use sqlite::SqliteStore;
+pub use sqlite::check::{CheckOptions, CheckReport, CheckStats, Problem, ProblemKind};
 pub use types::*;
 
 /// Everything the protocols and the CLI may ask of the mail store.

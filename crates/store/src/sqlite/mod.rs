@@ -1,6 +1,7 @@
 //! The embedded backend: SQLite in WAL mode, one writer thread with group commit,
 //! a pool of reader connections. See `schema.rs` for why bodies live in SQLite.
 
+pub(crate) mod check;
 mod ops;
 mod pool;
 mod schema;
