@@ -38,6 +38,8 @@ pub struct Server {
     runs: u32,
     head: String,
     extra: String,
+    /// `RUST_LOG` for the server process.
+    rust_log: String,
 }
 
 /// The host name and domains of the servers most tests run.
@@ -97,6 +99,12 @@ impl Server {
 
     /// Starts a server with its own `hostname = …` and `domains = […]` lines.
     pub fn start_as(head: &str, extra: &str) -> Server {
+        Server::start_logging(head, extra, "info")
+    }
+
+    /// Starts a server whose log (see [`Server::log`]) is filtered by
+    /// `rust_log` (`RUST_LOG` syntax, e.g. `trace`) instead of `info`.
+    pub fn start_logging(head: &str, extra: &str, rust_log: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pochta.toml");
         let zero = Ports {
@@ -118,6 +126,7 @@ impl Server {
             runs: 0,
             head: head.to_string(),
             extra: extra.to_string(),
+            rust_log: rust_log.to_string(),
         };
         s.launch();
         s.ports = s.banner_ports();
@@ -199,7 +208,7 @@ impl Server {
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.rust_log)
             .stdout(out)
             .stderr(log)
             .spawn()

@@ -409,6 +409,34 @@ mod tests {
         assert!(Address::parse("a\u{0}b@x.com").is_err());
     }
 
+    /// An address becomes `MAIL FROM:<…>`/`RCPT TO:<…>` in the relay's SMTP
+    /// client: whatever a user typed, it must stay one path on one line.
+    #[test]
+    fn smtp_paths_cannot_carry_commands() {
+        for bad in [
+            "a@example.com\r\nRCPT TO:<evil@remote.example>",
+            "a\r\nRSET@example.com",
+            "a\n@example.com",
+            "a@example.com>",
+            "a@exa mple.com",
+            "a@example.com\u{0}",
+        ] {
+            assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        for (input, path) in [
+            ("\"a>b\"@example.com", "\"a>b\"@example.com"),
+            (
+                "\"a> RCPT TO:<b\"@example.com",
+                "\"a> RCPT TO:<b\"@example.com",
+            ),
+            ("\"a\\\"b\"@example.com", "\"a\\\"b\"@example.com"),
+        ] {
+            let a = Address::parse(input).unwrap();
+            assert_eq!(a.to_smtp(), path);
+            assert_eq!(Address::parse(&a.to_smtp()).unwrap(), a, "round trip");
+        }
+    }
+
     #[test]
     fn secrets_do_not_debug_print() {
         let s = Secret::new("hunter2");

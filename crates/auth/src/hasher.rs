@@ -8,6 +8,7 @@
 //! and reuse it, so memory stays at threads × 19 MiB, and the number of checks
 //! running at once is bounded by construction.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +26,9 @@ struct Job {
 /// A pool of verification threads.
 pub struct Hasher {
     tx: SyncSender<Job>,
+    /// Verifications asked for, so tests can see that every login attempt
+    /// costs one (unknown users included) without measuring time.
+    requested: AtomicU64,
 }
 
 impl Hasher {
@@ -38,11 +42,21 @@ impl Hasher {
                 .name(format!("pochta-argon2-{i}"))
                 .spawn(move || worker(&rx))?;
         }
-        Ok(Hasher { tx })
+        Ok(Hasher {
+            tx,
+            requested: AtomicU64::new(0),
+        })
+    }
+
+    /// How many verifications have been asked for.
+    #[cfg(test)]
+    pub(crate) fn requested(&self) -> u64 {
+        self.requested.load(Ordering::Relaxed)
     }
 
     /// Checks `password` against the PHC string `phc`; false on any malformed hash.
     pub async fn verify(&self, phc: String, password: Secret) -> bool {
+        self.requested.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
         let job = Job {
             phc,

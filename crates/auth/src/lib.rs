@@ -127,13 +127,15 @@ impl Authenticator {
         if creds.authzid.is_some() {
             self.throttle
                 .record_failure(ip, &creds.login.trim().to_lowercase());
-            tracing::info!(login = %creds.login, "authentication failed: proxy authorization is not offered");
+            // `?`: a login name is the client's text and may hold line breaks
+            // that would forge log lines; Debug escapes them.
+            tracing::info!(login = ?creds.login, "authentication failed: proxy authorization is not offered");
             return Err(AuthError::Failed);
         }
         let result = self.authenticate(ip, &creds.login, &creds.password).await;
         match &result {
             Ok(account) => tracing::info!(user = %account.address.key(), "authenticated"),
-            Err(AuthError::Failed) => tracing::info!(login = %creds.login, "authentication failed"),
+            Err(AuthError::Failed) => tracing::info!(login = ?creds.login, "authentication failed"),
             Err(AuthError::Throttled { .. }) => {}
             Err(AuthError::Temporary(e)) => {
                 tracing::warn!(error = %e, "authentication unavailable")
@@ -154,7 +156,7 @@ impl Authenticator {
         let delay = match self.throttle.check(ip, &user_key) {
             Verdict::Allow { delay } => delay,
             Verdict::Locked { retry_after } => {
-                tracing::warn!(%ip, user = %user_key, "login refused: locked out");
+                tracing::warn!(%ip, user = ?user_key, "login refused: locked out");
                 return Err(AuthError::Throttled { retry_after });
             }
         };
@@ -363,6 +365,50 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    /// No user enumeration by timing: an unknown user, a login that is not
+    /// even an address, and a wrong password each cost exactly one argon2
+    /// verification, like a right password the first time. (Counted, not
+    /// timed: a timing test would be flaky on a shared machine.)
+    #[tokio::test]
+    async fn every_failed_login_costs_one_argon2_verification() {
+        let (_dir, auth) = setup().await;
+        let before = auth.hasher.requested();
+        for (i, (login, password)) in [
+            ("nobody@example.com", "pw"),
+            ("nobody@elsewhere.example", "pw"),
+            ("not an address@@", "pw"),
+            ("nobody", "pw"),
+            ("alice@example.com", "wrong"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // One client each: the throttle (lockout after 4) stays out of it.
+            let ip = IpAddr::from([192, 0, 2, 10 + i as u8]);
+            let n = auth.hasher.requested();
+            let r = auth.authenticate(ip, login, &Secret::new(password)).await;
+            assert!(matches!(r, Err(AuthError::Failed)), "{login}");
+            assert_eq!(auth.hasher.requested(), n + 1, "{login}: no argon2 check");
+        }
+        let ip = IpAddr::from([192, 0, 2, 20]);
+        assert!(
+            auth.authenticate(ip, "alice@example.com", &Secret::new("pw"))
+                .await
+                .is_ok()
+        );
+        assert_eq!(auth.hasher.requested(), before + 6);
+        // The dummy hash has the same (default) argon2 parameters as real ones.
+        let real = auth
+            .store
+            .account(&Address::parse("alice@example.com").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash;
+        let params = |phc: &str| phc.rsplitn(3, '$').nth(2).unwrap().to_string();
+        assert_eq!(params(&auth.dummy_hash), params(&real));
     }
 
     #[tokio::test]

@@ -108,7 +108,8 @@ async fn basic(app: &App, conn: &ConnInfo, encoded: &str) -> Result<Account, Res
     match result {
         Ok(account) => Ok(account),
         Err(AuthError::Failed) => {
-            tracing::info!(login = %login, "authentication failed");
+            // `?` escapes line breaks in the client's text (no forged log lines).
+            tracing::info!(login = ?login, "authentication failed");
             Err(challenge("invalid credentials"))
         }
         Err(AuthError::Throttled { retry_after }) => Err(retry_later(

@@ -487,7 +487,15 @@ fn mail_parameters(p: Option<&Map<String, Value>>) -> Option<(Option<String>, bo
     for (k, v) in p.into_iter().flatten() {
         let value = v.as_str();
         match k.to_ascii_uppercase().as_str() {
-            "ENVID" => envid = Some(value?.to_string()).filter(|s| s.len() <= 100),
+            "ENVID" => {
+                let value = value?;
+                // RFC 3461 §4.4: printable ASCII without spaces, as the SMTP
+                // server demands; a line break must never reach the queue.
+                if !value.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                    return None;
+                }
+                envid = Some(value.to_string()).filter(|s| s.len() <= 100);
+            }
             "RET" => match value?.to_ascii_uppercase().as_str() {
                 "FULL" => ret_full = true,
                 "HDRS" => ret_full = false,
@@ -528,6 +536,9 @@ fn rcpt_parameters(p: Option<&Map<String, Value>>) -> Option<RecipientDsn> {
                     Some(_) => return None,
                     None => value,
                 };
+                if addr.is_empty() || addr.chars().any(char::is_control) {
+                    return None;
+                }
                 dsn.orcpt = Some(addr.to_string());
             }
             _ => return None,
@@ -904,6 +915,13 @@ mod tests {
         assert_eq!(dsn.notify, dsn_notify::SUCCESS | dsn_notify::FAILURE);
         assert_eq!(dsn.orcpt.as_deref(), Some("a@b"));
         assert!(rcpt_parameters(p(json!({"NOTIFY": "NEVER,SUCCESS"})).as_ref()).is_none());
+        // Line breaks (and other controls) are refused, not queued.
+        for envid in ["a\r\nRSET", "a b", "é"] {
+            assert_eq!(mail_parameters(p(json!({"ENVID": envid})).as_ref()), None);
+        }
+        for orcpt in ["rfc822;a@b\r\nRSET", "a@b\n", "rfc822;"] {
+            assert!(rcpt_parameters(p(json!({"ORCPT": orcpt})).as_ref()).is_none());
+        }
     }
 
     #[test]

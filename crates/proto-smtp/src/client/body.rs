@@ -221,4 +221,20 @@ mod tests {
         assert_eq!(orcpt("пётр@пример.рф", true), "utf-8;пётр@пример.рф");
         assert_eq!(orcpt("é+@x", false), "utf-8;\\x{E9}\\x{2B}@x");
     }
+
+    /// ENVID and ORCPT values come decoded from clients (`+0D+0A` is a CR LF
+    /// after xtext decoding) and are stored as such: on the way out they
+    /// must never break the command line.
+    #[test]
+    fn dsn_parameters_cannot_carry_a_command() {
+        let evil = "a\r\nRCPT TO:<evil@remote.example> \n";
+        for out in [
+            xtext(evil),
+            orcpt(evil, false),
+            orcpt(&format!("é{evil}"), false),
+            orcpt(&format!("é{evil}"), true),
+        ] {
+            assert!(!out.contains(['\r', '\n', ' ']), "{out:?}");
+        }
+    }
 }
