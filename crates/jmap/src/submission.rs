@@ -747,6 +747,13 @@ async fn create(
             invalid.push(r.email.clone());
             continue;
         };
+        // Address literals are refused as SMTP submission refuses them: the
+        // relay would otherwise connect wherever a user points it (internal
+        // hosts included).
+        if address.domain().is_literal() {
+            invalid.push(r.email.clone());
+            continue;
+        }
         if !delivery.is_local_domain(address.domain()) {
             delivery_status.insert(
                 r.email.clone(),

@@ -266,7 +266,7 @@ async fn envelope_and_email_checks() {
             &to_bob,
             env(
                 "alice@example.com",
-                json!([{"email": "nobody@example.com"}, {"email": "no at sign"}, {"email": "bob@example.com"}]),
+                json!([{"email": "nobody@example.com"}, {"email": "no at sign"}, {"email": "x@[10.0.0.1]"}, {"email": "bob@example.com"}]),
             ),
         ),
     )
@@ -274,7 +274,7 @@ async fn envelope_and_email_checks() {
     assert_eq!(e["type"], "invalidRecipients", "{e}");
     assert_eq!(
         e["invalidRecipients"],
-        json!(["nobody@example.com", "no at sign"])
+        json!(["nobody@example.com", "no at sign", "x@[10.0.0.1]"])
     );
     let e = submit_error(
         &w,
