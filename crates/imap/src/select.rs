@@ -53,10 +53,13 @@ impl Executor {
         out: &mut Output<'_>,
     ) -> Handled {
         // Selecting always leaves the previous mailbox, even if this one fails.
-        if self.selected.take().is_some() && (self.enabled.condstore || self.enabled.rev2) {
+        let previous = self.selected.take();
+        if previous.is_some() && (self.enabled.condstore || self.enabled.rev2) {
             out.buf
                 .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
         }
+        // Selecting the same mailbox again keeps what its searches loaded.
+        let light = previous.and_then(|p| p.light);
         if params.qresync.is_some() && !self.enabled.qresync {
             return Err(Fail::Bad(
                 "QRESYNC must be enabled first (ENABLE QRESYNC)".into(),
@@ -83,6 +86,7 @@ impl Executor {
             mailbox.highest_modseq,
         );
         sel.learn_keywords(&mailbox.keywords);
+        sel.light = light.filter(|c| c.mailbox() == mailbox.id);
         let b = &mut out.buf;
         write_flags_line(b, &sel.keywords);
         b.extend_from_slice(format!("* {} EXISTS\r\n", sel.exists()).as_bytes());

@@ -56,6 +56,9 @@ pub struct Selected {
     pub saved: Option<Vec<Uid>>,
     /// Keywords the client was told about in FLAGS, beyond the common ones.
     pub keywords: Vec<String>,
+    /// What SEARCH, SORT and THREAD read, kept between commands (see
+    /// [`crate::search::LightCache`]); loaded by the first of them.
+    pub light: Option<crate::search::LightCache>,
 }
 
 /// What [`Selected::announce`] wants the caller to finish: FETCH FLAGS for these.
@@ -89,6 +92,7 @@ impl Selected {
             deleted: false,
             saved: None,
             keywords: Vec::new(),
+            light: None,
         }
     }
 

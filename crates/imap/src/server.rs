@@ -248,9 +248,12 @@ impl ImapServer {
                         Ok(tr) => tr,
                         Err(_) => return "write failed",
                     };
-                    if out.flush().await.is_err() {
-                        return "write failed";
-                    }
+                    // What is left of the untagged responses goes out together with
+                    // the tagged one (flushed above, session.output was empty): one
+                    // TLS record and one write per command instead of two.
+                    let mut rest = std::mem::take(&mut out.buf);
+                    rest.append(&mut session.output);
+                    session.output = rest;
                     session.executed(match transition {
                         Transition::None => Executed::Same,
                         Transition::Selected => Executed::Selected,

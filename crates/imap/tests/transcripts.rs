@@ -595,6 +595,57 @@ async fn sort_and_thread() {
 }
 
 #[tokio::test]
+async fn searches_see_every_change_since_the_last_search() {
+    // The session keeps what SEARCH and SORT read between commands (and across a
+    // new SELECT of the same mailbox): each change by anyone must still show.
+    let w = world3().await;
+    let mut a = w.client();
+    let mut b = w.client();
+    a.login().await;
+    b.login().await;
+    a.send("a1 SELECT INBOX").await;
+    b.send("b1 SELECT INBOX").await;
+    expect(
+        &a.send("a2 UID SEARCH FLAGGED").await,
+        &["* SEARCH", "a2 OK SEARCH completed"],
+    );
+    // Flags set by another session, and by this one.
+    b.send("b2 UID STORE 2 +FLAGS (\\Flagged)").await;
+    expect(
+        &a.send("a3 UID SEARCH FLAGGED").await,
+        &[
+            "* SEARCH 2",
+            "* 2 FETCH (UID 2 FLAGS (\\Flagged))",
+            "a3 OK SEARCH completed",
+        ],
+    );
+    a.send("a4 UID STORE 3 +FLAGS.SILENT (\\Flagged)").await;
+    expect(
+        &a.send("a5 UID SEARCH FLAGGED").await,
+        &["* SEARCH 2 3", "a5 OK SEARCH completed"],
+    );
+    // New mail, an expunge and a move by the other session, then SELECT again.
+    w.deliver(MSG3).await;
+    b.send("b3 UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.send("b4 EXPUNGE").await;
+    b.send("b5 UID MOVE 2 Archive").await;
+    a.send("a6 SELECT INBOX").await;
+    expect(
+        &a.send("a7 UID SEARCH SUBJECT third").await,
+        &["* SEARCH 3 4", "a7 OK SEARCH completed"],
+    );
+    expect(
+        &a.send("a8 UID SORT (ARRIVAL) UTF-8 ALL").await,
+        &["* SORT 3 4", "a8 OK SORT completed"],
+    );
+    expect(
+        &a.send("a9 UID SEARCH HEADER SUBJECT \"third\" FLAGGED")
+            .await,
+        &["* SEARCH 3", "a9 OK SEARCH completed"],
+    );
+}
+
+#[tokio::test]
 async fn expunge_copy_move() {
     let w = world3().await;
     let mut c = w.client();

@@ -44,17 +44,28 @@ pub struct SearchContext<'a> {
     pub now: i64,
 }
 
-/// True if evaluating `key` reads the raw message: BODY, TEXT and HEADER do;
-/// every other key (FROM/TO/CC/BCC/SUBJECT included) is answered from the
-/// meta. Without the bytes those keys match nothing.
+/// True if evaluating `key` reads the raw message: BODY, TEXT and HEADER do
+/// (except `HEADER SUBJECT`, see [`is_subject`]); every other key
+/// (FROM/TO/CC/BCC/SUBJECT included) is answered from the meta. Without the
+/// bytes those keys match nothing.
 pub fn needs_raw(key: &SearchKey) -> bool {
     match key {
-        SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Header(..) => true,
+        SearchKey::Header(name, _) => !is_subject(name),
+        SearchKey::Body(_) | SearchKey::Text(_) => true,
         SearchKey::And(keys) => keys.iter().any(needs_raw),
         SearchKey::Not(key) => needs_raw(key),
         SearchKey::Or(a, b) => needs_raw(a) || needs_raw(b),
         _ => false,
     }
+}
+
+/// `HEADER SUBJECT` is answered from the meta's subject, which is the Subject
+/// field decoded from RFC 2047 and unfolded, exactly what matching the raw field
+/// compares (RFC 5322 §3.6 allows one Subject field; only a second one, which
+/// the meta does not keep, could differ). So a search on the subject header
+/// does not read every message of the mailbox.
+fn is_subject(name: &str) -> bool {
+    name.trim().eq_ignore_ascii_case("subject")
 }
 
 /// True if `m` matches `key`. Compiles the key each time: when searching many
@@ -202,6 +213,7 @@ fn compile(key: &SearchKey) -> Node {
         SearchKey::Cc(s) => Node::Address(AddressField::Cc, needle(s)),
         SearchKey::Bcc(s) => Node::Address(AddressField::Bcc, needle(s)),
         SearchKey::Subject(s) => Node::Subject(needle(s)),
+        SearchKey::Header(name, s) if is_subject(name) => Node::Subject(needle(s)),
         SearchKey::Header(name, s) => Node::Header(name.trim().to_string(), needle(s)),
         SearchKey::Body(s) => Node::Body(needle(s)),
         SearchKey::Text(s) => Node::Text(needle(s)),

@@ -35,17 +35,17 @@ enum Value {
 /// Orders `messages` by `criteria`; returns indices into `messages`, the first
 /// to be listed first. With no criteria the order is by sequence number.
 pub fn sort(messages: &[MessageView<'_>], criteria: &[SortCriterion]) -> Vec<usize> {
-    let keys: Vec<Vec<Value>> = messages
+    // One flat vector, `width` keys per message: no allocation per message for
+    // numeric keys (a big mailbox has 100 000 of them).
+    let width = criteria.len();
+    let keys: Vec<Value> = messages
         .iter()
-        .map(|m| criteria.iter().map(|c| sort_value(m, c.key)).collect())
+        .flat_map(|m| criteria.iter().map(move |c| sort_value(m, c.key)))
         .collect();
     let mut order: Vec<usize> = (0..messages.len()).collect();
     order.sort_by(|&a, &b| {
         for (i, criterion) in criteria.iter().enumerate() {
-            let ord = match (
-                keys.get(a).and_then(|k| k.get(i)),
-                keys.get(b).and_then(|k| k.get(i)),
-            ) {
+            let ord = match (keys.get(a * width + i), keys.get(b * width + i)) {
                 (Some(x), Some(y)) => x.cmp(y),
                 _ => Ordering::Equal,
             };
