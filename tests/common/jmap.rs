@@ -863,6 +863,17 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
+/// A TLS connection to `port` on loopback (any certificate accepted), with a
+/// 10 s read timeout: for the other protocols' implicit-TLS ports (IMAPS, POP3S).
+pub fn tls_connect(port: u16) -> Conn {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = ClientConnection::new(tls_config(), name).expect("TLS client");
+    Conn::Tls(Box::new(StreamOwned::new(tls, tcp)))
+}
+
 fn tls_config() -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider.clone())

@@ -240,7 +240,11 @@ impl Ctx<'_> {
 pub fn store_error(e: StoreError) -> MethodError {
     tracing::warn!(error = %e, "store error in a JMAP method");
     match e {
-        StoreError::Full | StoreError::Unavailable(_) => MethodError::with_description(
+        StoreError::Full => MethodError::with_description(
+            MethodErrorKind::ServerUnavailable,
+            "the server is out of disk space; try again later",
+        ),
+        StoreError::Unavailable(_) => MethodError::with_description(
             MethodErrorKind::ServerUnavailable,
             "the store is busy; try again",
         ),

@@ -31,6 +31,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 const MIN_IDLE: Duration = Duration::from_secs(600);
 /// Longest a write may wait for a client that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Output held before it is written even though more pipelined commands wait:
+/// a client that pipelines RETRs and never reads holds at most one message.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
 /// Settings from the configuration.
 #[derive(Debug, Clone)]
@@ -265,6 +268,9 @@ impl Pop3Server {
                         None => None,
                     };
                     session.answer_message(bytes.as_deref());
+                    if session.output.len() >= OUTPUT_HIGH_WATER && !flush(conn, session).await {
+                        return "write failed";
+                    }
                 }
                 Action::Commit { delete, retrieved } => {
                     let ok = match open.as_ref() {

@@ -2,7 +2,7 @@
 
 /// A store failure. Protocols map these to replies: [`StoreError::is_temporary`]
 /// failures become 4xx / `NO [UNAVAILABLE]` (the client retries), the rest are permanent.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The named object (account, mailbox, message, blob) does not exist.

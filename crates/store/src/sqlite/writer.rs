@@ -7,8 +7,10 @@
 //! each caller. Under load many deliveries share each fsync; with a single client
 //! every write still gets its own commit before it is acknowledged.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -42,8 +44,9 @@ type Job = Box<dyn WriteJob>;
 
 /// A queued write: run it inside the transaction, or answer it without running.
 trait WriteJob: Send {
-    /// Runs the job; returns whether it succeeded and how to answer after COMMIT.
-    fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> (bool, Completion);
+    /// Runs the job; returns its outcome (the error, if any, for the jobs that
+    /// share its transaction) and how to answer after COMMIT.
+    fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> (Result<()>, Completion);
     /// Answers the caller with `err` without running (the transaction never began).
     fn abort(self: Box<Self>, err: StoreError);
 }
@@ -58,14 +61,17 @@ where
     R: Send + 'static,
     F: FnOnce(&mut WriteCtx<'_>) -> Result<R> + Send + 'static,
 {
-    fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> (bool, Completion) {
+    fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> (Result<()>, Completion) {
         let FnJob { f, done } = *self;
         let result = f(ctx);
-        let ok = result.is_ok();
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
         let completion: Completion = Box::new(move |commit| {
             let _ = done.send(commit.and(result));
         });
-        (ok, completion)
+        (outcome, completion)
     }
 
     fn abort(self: Box<Self>, err: StoreError) {
@@ -121,67 +127,175 @@ impl Writer {
 }
 
 fn run(conn: Connection, rx: Receiver<Job>, notifier: Arc<dyn ChangeNotifier>) {
+    let mut wal = WalRecovery::default();
     while let Ok(first) = rx.recv() {
-        let mut batch = Vec::with_capacity(16);
-        batch.push(first);
+        let mut batch = VecDeque::with_capacity(16);
+        batch.push_back(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => batch.push_back(job),
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch, notifier.as_ref());
+        let outcome = commit_batch(&conn, batch, notifier.as_ref());
+        wal.after_batch(&conn, outcome);
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>, notifier: &dyn ChangeNotifier) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        tracing::error!(error = %e, "store: cannot begin a write transaction");
-        for job in batch {
-            job.abort(to_store_error(&e));
+/// Most often a checkpoint is tried while the disk stays full.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
+/// Recovery of the WAL after the disk filled up.
+///
+/// The WAL holds every committed version of each page until an automatic
+/// checkpoint (every 1000 pages, 16 MiB here) copies them into the database
+/// and lets the log be written from its start again. A commit that fails for
+/// lack of space leaves the log as long as it got, and no checkpoint follows:
+/// every later commit must grow the log further and fails too. Checkpointing
+/// explicitly (PASSIVE: it never waits for readers) turns the superseded page
+/// versions into reusable log space as soon as the database file can take the
+/// latest ones, so writes resume as soon as a little space is free.
+#[derive(Default)]
+struct WalRecovery {
+    /// A commit failed for lack of space and no checkpoint has completed since.
+    pending: bool,
+    last_try: Option<Instant>,
+}
+
+impl WalRecovery {
+    /// Notes a batch's outcome and checkpoints when one is due: right after a
+    /// commit succeeds again (space was freed), otherwise at most once a second.
+    fn after_batch(&mut self, conn: &Connection, outcome: BatchOutcome) {
+        self.pending |= outcome.full;
+        if !self.pending
+            || (!outcome.committed
+                && self
+                    .last_try
+                    .is_some_and(|t| t.elapsed() < CHECKPOINT_RETRY))
+        {
+            return;
         }
-        return;
-    }
-    let mut ctx = WriteCtx {
-        conn,
-        published: Vec::new(),
-    };
-    let mut completions = Vec::with_capacity(batch.len());
-    for job in batch {
-        let mark = ctx.published.len();
-        if let Err(e) = run_cached(conn, "SAVEPOINT job") {
-            tracing::error!(error = %e, "store: savepoint failed");
-        }
-        let (ok, done) = job.run(&mut ctx);
-        if !ok {
-            ctx.published.truncate(mark);
-            if let Err(e) = run_cached(conn, "ROLLBACK TO job") {
-                tracing::error!(error = %e, "store: savepoint rollback failed");
+        self.last_try = Some(Instant::now());
+        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match r {
+            Ok((log, done)) if done >= log => {
+                tracing::info!(
+                    frames = log,
+                    "store: WAL checkpointed after the disk was full"
+                );
+                self.pending = false;
+                self.last_try = None;
+            }
+            Ok((log, done)) => {
+                tracing::warn!(
+                    frames = log,
+                    checkpointed = done,
+                    "store: WAL checkpoint incomplete"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store: WAL checkpoint failed");
             }
         }
-        if let Err(e) = run_cached(conn, "RELEASE job") {
-            tracing::error!(error = %e, "store: savepoint release failed");
-        }
-        completions.push(done);
     }
-    let commit = conn.execute_batch("COMMIT");
-    match commit {
-        Ok(()) => {
-            for (account, state) in ctx.published {
-                notifier.publish(account, state);
+}
+
+/// What happened to a batch, for [`WalRecovery`].
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchOutcome {
+    /// A write failed because the disk is full.
+    full: bool,
+    /// A transaction was committed.
+    committed: bool,
+}
+
+/// Runs `batch`, normally in one transaction, and answers every job.
+fn commit_batch(
+    conn: &Connection,
+    mut batch: VecDeque<Job>,
+    notifier: &dyn ChangeNotifier,
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome::default();
+    while !batch.is_empty() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "store: cannot begin a write transaction");
+            let err = StoreError::from(e);
+            outcome.full |= matches!(err, StoreError::Full);
+            for job in batch {
+                job.abort(err.clone());
             }
-            for done in completions {
+            return outcome;
+        }
+        let mut ctx = WriteCtx {
+            conn,
+            published: Vec::new(),
+        };
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut rolled_back = false;
+        while let Some(job) = batch.pop_front() {
+            let mark = ctx.published.len();
+            if let Err(e) = run_cached(conn, "SAVEPOINT job") {
+                tracing::error!(error = %e, "store: savepoint failed");
+            }
+            let (result, done) = job.run(&mut ctx);
+            outcome.full |= matches!(result, Err(StoreError::Full));
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (SQLITE_FULL, IOERR
+                // or NOMEM in a statement without a statement journal): the
+                // jobs before this one are undone too. They fail with its
+                // error; the jobs after it run in a new transaction.
+                let err = match result {
+                    Err(e) => e,
+                    Ok(()) => StoreError::Backend("the write transaction ended early".into()),
+                };
+                tracing::warn!(error = %err, undone = completions.len(), "store: transaction rolled back by SQLite");
+                for earlier in completions.drain(..) {
+                    earlier(Err(err.clone()));
+                }
                 done(Ok(()));
+                rolled_back = true;
+                break;
             }
+            if result.is_err() {
+                ctx.published.truncate(mark);
+                if let Err(e) = run_cached(conn, "ROLLBACK TO job") {
+                    tracing::error!(error = %e, "store: savepoint rollback failed");
+                }
+            }
+            if let Err(e) = run_cached(conn, "RELEASE job") {
+                tracing::error!(error = %e, "store: savepoint release failed");
+            }
+            completions.push(done);
         }
-        Err(e) => {
-            tracing::error!(error = %e, "store: commit failed; the batch is rolled back");
-            let _ = conn.execute_batch("ROLLBACK");
-            for done in completions {
-                done(Err(to_store_error(&e)));
+        if rolled_back {
+            continue;
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                outcome.committed = true;
+                for (account, state) in ctx.published {
+                    notifier.publish(account, state);
+                }
+                for done in completions {
+                    done(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store: commit failed; the batch is rolled back");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                let err = StoreError::from(e);
+                outcome.full |= matches!(err, StoreError::Full);
+                for done in completions {
+                    done(Err(err.clone()));
+                }
             }
         }
     }
+    outcome
 }
 
 /// Runs a parameterless statement through the statement cache (the savepoint
@@ -190,13 +304,98 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn to_store_error(e: &rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => StoreError::Full,
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        _ => StoreError::Backend(e.to_string()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::LocalNotifier;
+
+    fn open(dir: &std::path::Path) -> Connection {
+        let conn = Connection::open(dir.join("w.sqlite3")).expect("open");
+        conn.execute_batch(
+            "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;
+             CREATE TABLE t(x); CREATE TABLE big(x);",
+        )
+        .expect("schema");
+        conn
+    }
+
+    fn insert(ctx: &mut WriteCtx<'_>, x: i64) -> Result<()> {
+        ctx.conn.execute("INSERT INTO t VALUES (?1)", [x])?;
+        Ok(())
+    }
+
+    /// Regression: SQLITE_FULL inside a statement rolls back the whole batch's
+    /// transaction, not just the job's savepoint. The jobs before it must be
+    /// told they failed, and the jobs after it must neither run outside a
+    /// transaction (each committed on its own) nor be told they failed when
+    /// they were committed.
+    #[tokio::test]
+    async fn disk_full_inside_a_job_fails_the_undone_jobs_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer =
+            Writer::start(open(dir.path()), Arc::new(LocalNotifier::new())).expect("start");
+        // Job 0 holds the writer until jobs 1 to 3 wait: they form one batch.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let w = writer.clone();
+        let first = tokio::spawn(async move {
+            w.write(move |ctx| {
+                let _ = wait.recv();
+                insert(ctx, 0)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let w = writer.clone();
+        let before = tokio::spawn(async move { w.write(|ctx| insert(ctx, 1)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let w = writer.clone();
+        let failing = tokio::spawn(async move {
+            w.write(|ctx| {
+                // The database may not grow: this INSERT hits SQLITE_FULL.
+                let pages: i64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                ctx.conn
+                    .execute_batch(&format!("PRAGMA max_page_count = {pages}"))?;
+                let r = ctx
+                    .conn
+                    .execute("INSERT INTO big VALUES (zeroblob(1000000))", []);
+                ctx.conn
+                    .execute_batch("PRAGMA max_page_count = 1073741823")?;
+                r?;
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let w = writer.clone();
+        let after = tokio::spawn(async move { w.write(|ctx| insert(ctx, 3)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).expect("release");
+
+        first.await.expect("join").expect("job 0 committed alone");
+        let before = before.await.expect("join");
+        assert!(matches!(before, Err(StoreError::Full)), "job 1: {before:?}");
+        let failing = failing.await.expect("join");
+        assert!(
+            matches!(failing, Err(StoreError::Full)),
+            "job 2: {failing:?}"
+        );
+        after
+            .await
+            .expect("join")
+            .expect("job 3 committed in a new transaction");
+
+        // What the callers were told is what is stored, and the writer goes on.
+        writer
+            .write(|ctx| insert(ctx, 4))
+            .await
+            .expect("writer usable");
+        let conn = Connection::open(dir.path().join("w.sqlite3")).expect("reopen");
+        let mut stmt = conn.prepare("SELECT x FROM t ORDER BY x").expect("prepare");
+        let rows: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(rows, vec![0, 3, 4]);
     }
 }
