@@ -942,14 +942,16 @@ pub fn message(c: &Connection, account: AccountId, id: MessageId) -> Result<Opti
             "SELECT {SUMMARY_COLS}, meta FROM messages WHERE id = ?1 AND account_id = ?2"
         ))?
         .query_row(params![id as i64, account as i64], |r| {
-            Ok((summary_from_row(r)?, r.get::<_, String>(10)?))
+            // Decoded straight from SQLite's buffer: no copy of the JSON text.
+            let meta = pochta_message::MessageMeta::from_json(r.get_ref(10)?.as_bytes()?);
+            Ok((summary_from_row(r)?, meta))
         })
         .optional()?;
     match row {
         None => Ok(None),
         Some((summary, meta)) => Ok(Some(MessageRecord {
             summary,
-            meta: serde_json::from_str(&meta)?,
+            meta: meta?,
         })),
     }
 }
