@@ -1,14 +1,12 @@
 //! SEARCH, SORT and THREAD (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5182
 //! SEARCHRES, RFC 5256 SORT/THREAD, RFC 5267 ESORT, RFC 7162 MODSEQ).
 
-use std::collections::HashSet;
-
 use pochta_message::MessageMeta;
 use pochta_proto_imap::encode;
 use pochta_proto_imap::search::{self as matcher, Matcher, SearchContext};
 use pochta_proto_imap::types::*;
 use pochta_proto_imap::view::MessageView;
-use pochta_store::{MailboxId, MessageId, MessageRecord, ModSeq, ObjectKind, Uid};
+use pochta_store::{LightCache, MessageRecord, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output};
 use crate::fetch::view;
@@ -45,95 +43,23 @@ fn uses_modseq(key: &SearchKey) -> bool {
     }
 }
 
-/// Change-log entries past which the [`LightCache`] is loaded again instead of
-/// being brought up to date message by message.
-const LIGHT_PATCH_LIMIT: usize = 2000;
-
-/// The selected mailbox's messages with their light metadata (what
-/// `Store::light_records` returns), kept by the session between SEARCH, SORT and
-/// THREAD commands: decoding the metadata of a big mailbox costs far more than
-/// the search itself (about 10 µs a message), and a client tends to search the
-/// same mailbox again. Before each use it is brought up to date from the change
-/// log: every message the log names since `known` is dropped and read again, so
-/// flags, arrivals, expunges and moves are all seen; after too many changes the
-/// whole mailbox is read again. It is dropped with the selection. Memory: about
-/// 1.5 KiB a message, for sessions that searched a mailbox. Selecting the same
-/// mailbox again keeps it (mailbox ids are never reused).
-pub struct LightCache {
-    /// Whose messages.
-    mailbox: MailboxId,
-    /// The change log has been applied up to here.
-    known: ModSeq,
-    /// In UID order.
-    records: Vec<MessageRecord>,
-}
-
-impl LightCache {
-    /// The mailbox whose messages these are.
-    pub fn mailbox(&self) -> MailboxId {
-        self.mailbox
-    }
-}
-
-impl std::fmt::Debug for LightCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LightCache")
-            .field("mailbox", &self.mailbox)
-            .field("known", &self.known)
-            .field("messages", &self.records.len())
-            .finish()
-    }
-}
-
 impl Executor {
-    /// Loads the selected mailbox's [`LightCache`], or brings it up to date.
+    /// Loads the selected mailbox's [`LightCache`] (what SEARCH, SORT and
+    /// THREAD read; the session keeps it while the mailbox stays selected),
+    /// or brings it up to date from the change log.
     async fn refresh_light(&mut self) -> Result<(), Fail> {
         let account = self.account.id;
         let Some(sel) = self.selected.as_mut() else {
             return Err(Fail::Bad("No mailbox selected".into()));
         };
         let mailbox = sel.id;
-        if let Some(cache) = sel.light.as_mut().filter(|c| c.mailbox == mailbox) {
-            let log = self
-                .store
-                .change_log(account, cache.known, LIGHT_PATCH_LIMIT + 1)
-                .await?;
-            if log.len() <= LIGHT_PATCH_LIMIT {
-                let changed: HashSet<MessageId> = log
-                    .iter()
-                    .filter(|c| c.kind == ObjectKind::Email)
-                    .map(|c| c.id)
-                    .collect();
-                if !changed.is_empty() {
-                    cache.records.retain(|r| !changed.contains(&r.summary.id));
-                    let ids: Vec<MessageId> = changed.into_iter().collect();
-                    let fresh = self.store.records(account, &ids).await?;
-                    cache.records.extend(
-                        fresh
-                            .into_iter()
-                            .filter(|r| r.summary.mailbox_id == mailbox)
-                            .map(|r| MessageRecord {
-                                meta: r.meta.light(),
-                                summary: r.summary,
-                            }),
-                    );
-                    cache.records.sort_unstable_by_key(|r| r.summary.uid);
-                }
-                if let Some(last) = log.last() {
-                    cache.known = cache.known.max(last.modseq);
-                }
-                return Ok(());
+        match sel.light.as_mut().filter(|c| c.mailbox() == Some(mailbox)) {
+            Some(cache) => cache.refresh(self.store.as_ref()).await?,
+            None => {
+                sel.light =
+                    Some(LightCache::load(self.store.as_ref(), account, Some(mailbox)).await?);
             }
         }
-        // The state first: changes committed while the records are read are
-        // applied again at the next refresh, which is harmless.
-        let known = self.store.state(account).await?;
-        let records = self.store.light_records(account, mailbox).await?;
-        sel.light = Some(LightCache {
-            mailbox,
-            known,
-            records,
-        });
         Ok(())
     }
 
@@ -148,7 +74,7 @@ impl Executor {
         let Some(sel) = self.selected.as_ref() else {
             return Err(Fail::Bad("No mailbox selected".into()));
         };
-        let records: &[MessageRecord] = sel.light.as_ref().map_or(&[], |c| &c.records);
+        let records: &[MessageRecord] = sel.light.as_ref().map_or(&[], |c| c.records());
         let compiled = Matcher::new(key);
         let ctx = SearchContext {
             max_msn: sel.exists(),
@@ -212,7 +138,7 @@ impl Executor {
             .selected
             .as_ref()
             .and_then(|s| s.light.as_ref())
-            .map_or(&[], |c| &c.records);
+            .map_or(&[], |c| c.records());
         hits.iter()
             .filter_map(|h| {
                 records

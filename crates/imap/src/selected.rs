@@ -57,8 +57,9 @@ pub struct Selected {
     /// Keywords the client was told about in FLAGS, beyond the common ones.
     pub keywords: Vec<String>,
     /// What SEARCH, SORT and THREAD read, kept between commands (see
-    /// [`crate::search::LightCache`]); loaded by the first of them.
-    pub light: Option<crate::search::LightCache>,
+    /// [`pochta_store::LightCache`]); loaded by the first of them. Selecting
+    /// the same mailbox again keeps it (mailbox ids are never reused).
+    pub light: Option<pochta_store::LightCache>,
 }
 
 /// What [`Selected::announce`] wants the caller to finish: FETCH FLAGS for these.

@@ -17,6 +17,7 @@ pub mod blob;
 pub mod email;
 pub mod identity;
 pub mod ids;
+pub mod light;
 pub mod mailbox;
 pub mod snippet;
 pub mod submission;
@@ -69,6 +70,8 @@ pub struct Jmap {
     pub delivery: Arc<LocalDelivery>,
     /// Settings.
     pub settings: JmapSettings,
+    /// The light metadata Email/query reads, kept between requests.
+    pub light: light::LightCaches,
 }
 
 /// The capabilities this server supports, for `using`.
@@ -90,6 +93,7 @@ impl Jmap {
             store,
             delivery,
             settings,
+            light: light::LightCaches::default(),
         })
     }
 

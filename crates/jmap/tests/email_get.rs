@@ -1118,3 +1118,91 @@ async fn corpus_messages_render() {
         }
     }
 }
+
+/// The light path (Email/get of properties `MessageMeta::light` holds reads
+/// the light metadata only) renders exactly what the full path does: the
+/// same request plus `preview`, which forces the full metadata, gives the
+/// same bytes for every other property, on varied messages (encoded words,
+/// groups, missing fields, attachments, a message id asked twice, one
+/// unknown).
+#[tokio::test]
+async fn light_path_renders_as_the_full_one() {
+    let w = World::new().await;
+    let attachment = "From: a@example.com
+To: b@example.com
+Subject: with attachment
+Date: Wed, 2 Jul 2003 01:02:03 -0700
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain
+
+See attached.
+--b
+Content-Type: application/pdf; name=x.pdf
+Content-Disposition: attachment; filename=x.pdf
+Content-Transfer-Encoding: base64
+
+JVBERi0=
+--b--
+";
+    let missing = "From: Group: ;
+To: undisclosed-recipients:;
+Subject:
+
+Body.
+";
+    let mut ids = Vec::new();
+    for (raw, flags, keywords) in [
+        (PLAIN, Flags::SEEN | Flags::FLAGGED, &["Work"][..]),
+        (attachment, Flags::NONE, &[][..]),
+        (missing, Flags::DELETED | Flags::DRAFT, &["$Forwarded"][..]),
+        ("Subject: plain\n\nA\n", Flags::ANSWERED, &[][..]),
+    ] {
+        ids.push(put(&w, &crlf(raw), 1_700_000_000, flags, keywords).await.id);
+    }
+    ids.push(ids[0].clone());
+    ids.push("Mffffffff".to_string());
+    let light = [
+        "id",
+        "blobId",
+        "threadId",
+        "mailboxIds",
+        "keywords",
+        "size",
+        "receivedAt",
+        "messageId",
+        "inReplyTo",
+        "references",
+        "sender",
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "replyTo",
+        "subject",
+        "sentAt",
+        "hasAttachment",
+    ];
+    let mut full: Vec<&str> = light.to_vec();
+    full.push("preview");
+    let get = |properties: Vec<&'static str>| {
+        let args = json!({ "accountId": w.account_id(), "ids": ids, "properties": properties });
+        let w = &w;
+        async move { w.call("Email/get", args).await }
+    };
+    let by_light = get(light.to_vec()).await;
+    let mut by_full = get(full).await;
+    for e in by_full["list"].as_array_mut().unwrap() {
+        assert!(e["preview"].is_string(), "{e}");
+        e.as_object_mut().unwrap().remove("preview");
+    }
+    assert_eq!(by_light["list"].as_array().unwrap().len(), 4, "{by_light}");
+    assert_eq!(
+        serde_json::to_string(&by_light).unwrap(),
+        serde_json::to_string(&by_full).unwrap()
+    );
+    assert_eq!(by_light["list"][1]["hasAttachment"], true);
+    assert_eq!(by_light["list"][0]["subject"], "Café meeting");
+}

@@ -1090,3 +1090,108 @@ async fn query_over_20000_messages() {
         }
     }
 }
+
+/// Queries that need the light metadata read it from the service's cache
+/// (`pochta_jmap::light`), which must follow every change: arrivals, flag
+/// changes, moves and expunges, in a mailbox scope and the account scope;
+/// concurrent queries agree; the number of cached scopes stays bounded.
+#[tokio::test]
+async fn light_cache_follows_changes() {
+    let mut f = fixture().await;
+    let inbox = f.mailbox(Role::Inbox);
+    let sort = json!([{ "property": "receivedAt" }]);
+    let in_inbox = json!({ "inMailbox": inbox, "subject": "apple" });
+    let anywhere = json!({ "subject": "apple" });
+    let flagged = json!({ "inMailbox": inbox, "subject": "apple", "hasKeyword": "$flagged" });
+    assert_eq!(
+        f.find(in_inbox.clone(), sort.clone()).await,
+        ["apple", "reply"]
+    );
+    assert_eq!(
+        f.find(anywhere.clone(), sort.clone()).await,
+        ["apple", "reply"]
+    );
+    assert_eq!(f.find(flagged.clone(), sort.clone()).await, ["reply"]);
+    assert_eq!(f.w.jmap.light.scopes(), 2);
+
+    // An arrival.
+    f.put(
+        "crumble",
+        "From: Bob <bob@b.example>\nSubject: Apple crumble\n\nYes.\n",
+        T + 50,
+        Role::Inbox,
+        Flags::NONE,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        f.find(in_inbox.clone(), sort.clone()).await,
+        ["apple", "reply", "crumble"]
+    );
+    assert_eq!(
+        f.find(anywhere.clone(), sort.clone()).await,
+        ["apple", "reply", "crumble"]
+    );
+
+    // A flag change.
+    let store = f.w.store.clone();
+    let account = f.w.alice.id;
+    store
+        .update_flags(
+            account,
+            &[f.nums["apple"]],
+            FlagChange::Add(Flags::FLAGGED, Vec::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.find(flagged.clone(), sort.clone()).await,
+        ["apple", "reply"]
+    );
+
+    // A move out of the inbox: gone from its scope, still in the account's.
+    store
+        .move_messages(account, &[f.nums["reply"]], f.mailboxes[&Role::Archive])
+        .await
+        .unwrap();
+    assert_eq!(
+        f.find(in_inbox.clone(), sort.clone()).await,
+        ["apple", "crumble"]
+    );
+    assert_eq!(
+        f.find(anywhere.clone(), sort.clone()).await,
+        ["apple", "reply", "crumble"]
+    );
+
+    // An expunge.
+    store.expunge(account, &[f.nums["apple"]]).await.unwrap();
+    assert_eq!(f.find(in_inbox.clone(), sort.clone()).await, ["crumble"]);
+    assert_eq!(
+        f.find(anywhere.clone(), sort.clone()).await,
+        ["reply", "crumble"]
+    );
+
+    // Concurrent queries on one scope agree.
+    let (a, b, c) = tokio::join!(
+        f.find(anywhere.clone(), sort.clone()),
+        f.find(anywhere.clone(), sort.clone()),
+        f.find(in_inbox.clone(), sort.clone()),
+    );
+    assert_eq!(a, ["reply", "crumble"]);
+    assert_eq!(a, b);
+    assert_eq!(c, ["crumble"]);
+
+    // Every mailbox queried: the cache keeps at most MAX_SCOPES of them.
+    for i in 0..4 {
+        store
+            .create_mailbox(account, None, &format!("extra {i}"), None)
+            .await
+            .unwrap();
+    }
+    for mailbox in store.mailboxes(account).await.unwrap() {
+        let id = pochta_jmap::ids::mailbox(mailbox.id).to_string();
+        f.find(json!({ "inMailbox": id, "subject": "x" }), sort.clone())
+            .await;
+    }
+    assert_eq!(f.w.jmap.light.scopes(), pochta_jmap::light::MAX_SCOPES);
+}

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod light;
 mod notify;
 mod sqlite;
 mod types;
@@ -30,6 +31,7 @@ use pochta_addr::Address;
 use tokio::sync::watch;
 
 pub use error::{Result, StoreError};
+pub use light::{LIGHT_PATCH_LIMIT, LightCache};
 pub use notify::{ChangeNotifier, LocalNotifier};
 pub use sqlite::SqliteStore;
 pub use sqlite::check::{CheckOptions, CheckReport, CheckStats, Problem, ProblemKind};
@@ -192,6 +194,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every message of the account with its light metadata, ordered by id
     /// (JMAP Email/query, which searches all mailboxes unless filtered).
     async fn account_light_records(&self, account: AccountId) -> Result<Vec<MessageRecord>>;
+    /// Several messages with their light metadata (`MessageMeta::light`),
+    /// ordered by id (missing ids skipped, an id asked twice answered once):
+    /// JMAP Email/get of properties the light metadata holds, and bringing a
+    /// [`LightCache`] up to date. Far cheaper than [`Store::records`] for the
+    /// same ids (a few hundred bytes of JSON to decode instead of the whole
+    /// MIME tree).
+    async fn light_records_by_ids(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageRecord>>;
     /// For each requested thread that has messages in the account, its message
     /// ids sorted by internal date, then id (RFC 8621 §3: a Thread's emails in
     /// receivedAt order). Threads without messages are left out; a thread asked

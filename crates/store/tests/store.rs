@@ -877,6 +877,51 @@ async fn uid_ranges_light_records_and_uid_maps() {
     assert!(full[0].meta.body.size > 0);
 }
 
+/// `light_records_by_ids` gives what `records` gives with the metadata made
+/// light, in id order, each id once, across several batches; missing ids and
+/// other accounts' messages are skipped.
+#[tokio::test]
+async fn light_records_by_ids_match_the_full_records() {
+    let (_d, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let b = account(&store, "bob@example.com").await;
+    let mut ids = Vec::new();
+    for i in 0..450 {
+        let d = store
+            .deliver(delivery(
+                message(&format!("topic {i}"), ""),
+                vec![DeliveryTarget::inbox(a.id)],
+            ))
+            .await
+            .unwrap();
+        ids.push(d[0].id);
+    }
+    let bobs = store
+        .deliver(delivery(
+            message("bob's", ""),
+            vec![DeliveryTarget::inbox(b.id)],
+        ))
+        .await
+        .unwrap()[0]
+        .id;
+    let mut asked: Vec<MessageId> = ids.iter().rev().copied().collect();
+    asked.extend([ids[3], ids[3], bobs, 999_999]);
+    let light = store.light_records_by_ids(a.id, &asked).await.unwrap();
+    let full = store.records(a.id, &ids).await.unwrap();
+    assert_eq!(light.len(), 450);
+    for (l, f) in light.iter().zip(&full) {
+        assert_eq!(l.summary, f.summary);
+        assert_eq!(l.meta, f.meta.light());
+    }
+    assert!(
+        store
+            .light_records_by_ids(a.id, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn quotas_limit_delivery_and_copies() {
     let (_d, store) = open();

@@ -20,7 +20,10 @@
 //!   tree.
 //!
 //! So a list view asking for the fast properties of §4.2 costs one metadata
-//! read per email and never touches the message bytes.
+//! read per email and never touches the message bytes; when every property
+//! asked for is in the light metadata (`MessageMeta::light`: all but
+//! `preview`, the body parts, `bodyValues` and the header properties), only
+//! that is read, in batches (`Store::light_records_by_ids`).
 //!
 //! # Body parts
 //!
@@ -288,6 +291,34 @@ impl Property {
         })
     }
 
+    /// Whether the property renders the same from the light metadata
+    /// (`MessageMeta::light`, which drops the preview and the MIME tree) as
+    /// from the full one.
+    fn in_light(&self) -> bool {
+        matches!(
+            self,
+            Property::Id
+                | Property::BlobId
+                | Property::ThreadId
+                | Property::MailboxIds
+                | Property::Keywords
+                | Property::Size
+                | Property::ReceivedAt
+                | Property::MessageId
+                | Property::InReplyTo
+                | Property::References
+                | Property::Sender
+                | Property::From
+                | Property::To
+                | Property::Cc
+                | Property::Bcc
+                | Property::ReplyTo
+                | Property::Subject
+                | Property::SentAt
+                | Property::HasAttachment
+        )
+    }
+
     fn key(&self) -> &str {
         match self {
             Property::Id => "id",
@@ -499,6 +530,13 @@ impl EmailRequest {
 
     fn wants(&self, p: &Property) -> bool {
         self.properties.contains(p)
+    }
+
+    /// Whether every property asked for renders the same from the light
+    /// metadata: then Email/get reads that instead of the full one (no
+    /// body property matters, as no body part is asked for).
+    pub(crate) fn light_enough(&self) -> bool {
+        self.properties.iter().all(Property::in_light)
     }
 
     fn wants_parts(&self) -> bool {
@@ -1596,11 +1634,16 @@ pub async fn get(
         }
     }
     let numbers: Vec<u64> = wanted.iter().filter_map(|(_, n)| *n).collect();
-    let records = ctx
-        .store()
-        .records(ctx.account.id, &numbers)
-        .await
-        .map_err(store_error)?;
+    // A list view or a sync asks for properties the light metadata holds:
+    // reading it is a few hundred bytes of JSON per email, not the MIME tree.
+    let records = if email.light_enough() {
+        ctx.store()
+            .light_records_by_ids(ctx.account.id, &numbers)
+            .await
+    } else {
+        ctx.store().records(ctx.account.id, &numbers).await
+    }
+    .map_err(store_error)?;
     let mut by_id: std::collections::HashMap<u64, pochta_store::MessageRecord> =
         records.into_iter().map(|r| (r.summary.id, r)).collect();
     for (id, n) in wanted {

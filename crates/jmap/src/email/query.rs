@@ -8,8 +8,10 @@
 //!    mailbox only, any other filter the whole account. When neither the
 //!    filter nor the sort needs headers, only the index entries are read
 //!    ([`Store::messages`](pochta_store::Store::messages)); otherwise the
-//!    light metadata too (`light_records`, `account_light_records`). A
-//!    mailbox of 100 000 messages sorted by date is one index scan.
+//!    light metadata too, from the service's
+//!    [`LightCaches`](crate::light::LightCaches) (read once, then brought
+//!    up to date from the change log). A mailbox of 100 000 messages sorted
+//!    by date is one index scan.
 //! 2. The filter is evaluated on them with three-valued logic: conditions
 //!    on flags, dates, sizes, mailboxes, threads and the decoded header
 //!    fields of the meta answer yes or no; `body`, `text` (when its terms
@@ -49,15 +51,17 @@
 //! that is not ours or is newer than the account, or when more than
 //! [`MAX_LOG_ENTRIES`] log entries would have to be read.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use pochta_jmap_proto::{
     AddedItem, Args, CallContext, Comparator, Filter, FilterOperator, MethodError, MethodErrorKind,
     QueryChangesRequest, QueryChangesResponse, QueryRequest, QueryResponse, query_window,
 };
 use pochta_message::{EmailAddress, MessageMeta};
-use pochta_store::{MessageSummary, ObjectKind, StoreError};
+use pochta_store::{MessageRecord, MessageSummary, ObjectKind, StoreError};
 use serde_json::{Map, Value};
 
 use super::get::{
@@ -784,10 +788,10 @@ fn first_address(list: &[EmailAddress]) -> &str {
     }
 }
 
-fn sort_key(s: &Sorter, item: &Item, threads: &Threads) -> Key {
-    let summary = &item.summary;
+fn sort_key(s: &Sorter, item: &Item<'_>, threads: &Threads) -> Key {
+    let summary = item.summary;
     let text = |value: &str| collation_key(s.collation, value);
-    let meta = item.meta.as_ref();
+    let meta = item.meta.as_deref();
     match &s.property {
         SortProperty::ReceivedAt => Key::Int(summary.internal_date),
         SortProperty::Size => Key::Int(i64::try_from(summary.size).unwrap_or(i64::MAX)),
@@ -916,9 +920,37 @@ impl QuerySpec {
 
 /// A candidate: its index entry and, when the query needs it, its light
 /// (or, after the second pass, full) meta.
-struct Item {
-    summary: MessageSummary,
-    meta: Option<MessageMeta>,
+struct Item<'a> {
+    summary: &'a MessageSummary,
+    meta: Option<Cow<'a, MessageMeta>>,
+}
+
+/// The candidates as loaded: index entries only, or with their light meta
+/// (shared with the service's [`LightCaches`](crate::light::LightCaches)).
+enum Candidates {
+    Summaries(Vec<MessageSummary>),
+    Records(Arc<Vec<MessageRecord>>),
+}
+
+impl Candidates {
+    fn items(&self) -> Vec<Item<'_>> {
+        match self {
+            Candidates::Summaries(s) => s
+                .iter()
+                .map(|summary| Item {
+                    summary,
+                    meta: None,
+                })
+                .collect(),
+            Candidates::Records(r) => r
+                .iter()
+                .map(|r| Item {
+                    summary: &r.summary,
+                    meta: Some(Cow::Borrowed(&r.meta)),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The full result of a query.
@@ -944,47 +976,27 @@ async fn all_summaries(ctx: &Ctx<'_>) -> Result<Vec<MessageSummary>, MethodError
     Ok(out)
 }
 
-async fn load(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Vec<Item>, MethodError> {
+async fn load(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Candidates, MethodError> {
     let account = ctx.account.id;
     let store = ctx.store();
     let scope = spec.filter.as_ref().and_then(scope_mailbox);
-    let records = |r: Vec<pochta_store::MessageRecord>| {
-        r.into_iter()
-            .map(|r| Item {
-                summary: r.summary,
-                meta: Some(r.meta),
-            })
-            .collect::<Vec<_>>()
-    };
-    let summaries = |s: Vec<MessageSummary>| {
-        s.into_iter()
-            .map(|summary| Item {
-                summary,
-                meta: None,
-            })
-            .collect::<Vec<_>>()
-    };
     Ok(match (scope, spec.needs_meta()) {
-        (Some(None), _) => Vec::new(),
-        (Some(Some(mailbox)), true) => records(
-            store
-                .light_records(account, mailbox)
+        (Some(None), _) => Candidates::Summaries(Vec::new()),
+        // A mailbox, or (`None`) the whole account.
+        (scope, true) => Candidates::Records(
+            ctx.jmap
+                .light
+                .records(store, account, scope.flatten())
                 .await
                 .map_err(store_error)?,
         ),
-        (Some(Some(mailbox)), false) => summaries(
+        (Some(Some(mailbox)), false) => Candidates::Summaries(
             store
                 .messages(account, mailbox)
                 .await
                 .map_err(store_error)?,
         ),
-        (None, true) => records(
-            store
-                .account_light_records(account)
-                .await
-                .map_err(store_error)?,
-        ),
-        (None, false) => summaries(all_summaries(ctx).await?),
+        (None, false) => Candidates::Summaries(all_summaries(ctx).await?),
     })
 }
 
@@ -993,7 +1005,7 @@ async fn load(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Vec<Item>, MethodError>
 async fn second_pass(
     ctx: &Ctx<'_>,
     filter: &EmailFilter,
-    items: &mut [Item],
+    items: &mut [Item<'_>],
     verdicts: &mut [Tri],
     threads: &Threads,
 ) -> Result<(), MethodError> {
@@ -1032,7 +1044,7 @@ async fn second_pass(
             };
             let content = Content::build(&raw, &record.meta);
             let view = View {
-                summary: &item.summary,
+                summary: item.summary,
                 meta: Some(&record.meta),
                 content: Some(&content),
             };
@@ -1040,7 +1052,7 @@ async fn second_pass(
                 *verdict = Tri::Yes;
                 // Keep the full meta: sorting may need it (it is a superset
                 // of the light one).
-                item.meta = Some(record.meta);
+                item.meta = Some(Cow::Owned(record.meta));
             }
         }
     }
@@ -1048,7 +1060,8 @@ async fn second_pass(
 }
 
 async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
-    let mut items = load(ctx, spec).await?;
+    let candidates = load(ctx, spec).await?;
+    let mut items = candidates.items();
     let thread_keywords = spec.thread_keywords();
     let threads = if thread_keywords.is_empty() {
         Threads::default()
@@ -1056,7 +1069,7 @@ async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
         let all = all_summaries(ctx).await?;
         Threads::build(thread_keywords, all.iter())
     } else {
-        Threads::build(thread_keywords, items.iter().map(|i| &i.summary))
+        Threads::build(thread_keywords, items.iter().map(|i| i.summary))
     };
 
     let mut verdicts: Vec<Tri> = match &spec.filter {
@@ -1067,8 +1080,8 @@ async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
                 eval(
                     filter,
                     &View {
-                        summary: &item.summary,
-                        meta: item.meta.as_ref(),
+                        summary: item.summary,
+                        meta: item.meta.as_deref(),
                         content: None,
                     },
                     &threads,
@@ -1086,7 +1099,7 @@ async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
         .iter()
         .map(|i| (i.summary.id, i.summary.thread_id))
         .collect();
-    let matched: Vec<&Item> = items
+    let matched: Vec<&Item<'_>> = items
         .iter()
         .zip(&verdicts)
         .filter(|(_, v)| **v == Tri::Yes)

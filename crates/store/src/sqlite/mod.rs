@@ -330,6 +330,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn light_records_by_ids(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageRecord>> {
+        let ids = ids.to_vec();
+        self.read(move |c| ops::light_records_by_ids(c, account, &ids))
+            .await
+    }
+
     async fn thread_messages(
         &self,
         account: AccountId,

@@ -1625,13 +1625,14 @@ const LIGHT_COLS: &str = "light, CASE WHEN light = '' THEN meta END";
 
 fn light_record_from_row(r: &Row<'_>) -> Result<MessageRecord> {
     let summary = summary_from_row(r)?;
-    let light: String = r.get(10)?;
+    // Decoded straight from SQLite's buffers: no copy of the JSON text.
+    let bytes = |i: usize| -> rusqlite::Result<&[u8]> { Ok(r.get_ref(i)?.as_bytes()?) };
+    let light = bytes(10)?;
     let meta = if light.is_empty() {
         // Written before schema 2's backfill could run: derive it now.
-        let full: String = r.get(11)?;
-        pochta_message::MessageMeta::from_json(full.as_bytes())?.light()
+        pochta_message::MessageMeta::from_json(bytes(11)?)?.light()
     } else {
-        pochta_message::MessageMeta::from_json(light.as_bytes())?
+        pochta_message::MessageMeta::from_json(light)?
     };
     Ok(MessageRecord { summary, meta })
 }
@@ -1660,6 +1661,42 @@ pub fn account_light_records(c: &Connection, account: AccountId) -> Result<Vec<M
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         out.push(light_record_from_row(r)?);
+    }
+    Ok(out)
+}
+
+/// Ids per statement in [`light_records_by_ids`]; a short last batch repeats
+/// its last id, so that one cached statement serves every batch.
+const LIGHT_BATCH: usize = 200;
+
+pub fn light_records_by_ids(
+    c: &Connection,
+    account: AccountId,
+    ids: &[MessageId],
+) -> Result<Vec<MessageRecord>> {
+    let mut wanted: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let placeholders = vec!["?"; LIGHT_BATCH].join(", ");
+    // `+account_id`: without it SQLite walks the account's whole thread index
+    // (account_id, thread_id) for every batch instead of looking the ids up.
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS}, {LIGHT_COLS} FROM messages
+         WHERE id IN ({placeholders}) AND +account_id = ? ORDER BY id"
+    ))?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for chunk in wanted.chunks(LIGHT_BATCH) {
+        let last = chunk.last().copied().unwrap_or_default();
+        let values = chunk
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(last))
+            .take(LIGHT_BATCH)
+            .chain(std::iter::once(account as i64));
+        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+        while let Some(r) = rows.next()? {
+            out.push(light_record_from_row(r)?);
+        }
     }
     Ok(out)
 }

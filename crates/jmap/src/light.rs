@@ -1,0 +1,123 @@
+//! The light metadata Email/query searches and sorts on, kept between requests.
+//!
+//! A query with a header condition (`from`, `subject`, `text`…) or a header
+//! sort needs the light metadata of every candidate: reading and decoding it
+//! for a 100 000-message mailbox takes seconds, and clients run such queries
+//! again and again. [`LightCaches`] keeps a [`LightCache`] (the same one IMAP
+//! SEARCH keeps per selected mailbox) for the few scopes (a mailbox, or a
+//! whole account) queried last, shared by all requests and brought up to
+//! date from the change log at each use.
+//!
+//! Bounded: at most [`MAX_SCOPES`] scopes and, beyond the most recently used
+//! one, [`MAX_MESSAGES`] messages in all (about 1.5 KiB each); the least
+//! recently used go first. Each scope has its own async lock, so concurrent
+//! requests on one scope load it once, and requests on others do not wait.
+
+use std::sync::{Arc, Mutex as SyncMutex};
+
+use pochta_store::{AccountId, LightCache, MailboxId, MessageRecord, Result, Store};
+use tokio::sync::Mutex;
+
+/// Scopes kept at most.
+pub const MAX_SCOPES: usize = 8;
+
+/// Messages kept at most over all scopes but the most recently used.
+pub const MAX_MESSAGES: usize = 300_000;
+
+/// A mailbox of an account, or (`None`) the whole account.
+type Scope = (AccountId, Option<MailboxId>);
+
+struct Slot {
+    scope: Scope,
+    cache: Arc<Mutex<Option<LightCache>>>,
+    /// Messages in the cache after its last use.
+    messages: usize,
+}
+
+/// The light-metadata caches of the JMAP service; see the module documentation.
+#[derive(Default)]
+pub struct LightCaches {
+    /// Most recently used last.
+    slots: SyncMutex<Vec<Slot>>,
+}
+
+impl std::fmt::Debug for LightCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slots = self.slots.lock().map(|s| s.len()).unwrap_or_default();
+        f.debug_struct("LightCaches")
+            .field("scopes", &slots)
+            .finish()
+    }
+}
+
+impl LightCaches {
+    /// The messages of `mailbox` (`None`: of the whole account) with their
+    /// light metadata, up to date with the change log: what
+    /// [`Store::light_records`] (or [`Store::account_light_records`]) returns,
+    /// in the same order, without reading it again when it was read before.
+    pub async fn records(
+        &self,
+        store: &dyn Store,
+        account: AccountId,
+        mailbox: Option<MailboxId>,
+    ) -> Result<Arc<Vec<MessageRecord>>> {
+        let scope = (account, mailbox);
+        let cache = self.slot(scope);
+        let snapshot = {
+            let mut guard = cache.lock().await;
+            match guard.as_mut() {
+                Some(c) => c.refresh(store).await?,
+                None => *guard = Some(LightCache::load(store, account, mailbox).await?),
+            }
+            guard.as_ref().map(LightCache::snapshot).unwrap_or_default()
+        };
+        self.used(scope, &cache, snapshot.len());
+        Ok(snapshot)
+    }
+
+    /// The slot of `scope`, made the most recently used (created if needed).
+    fn slot(&self, scope: Scope) -> Arc<Mutex<Option<LightCache>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = match slots.iter().position(|s| s.scope == scope) {
+            Some(i) => slots.remove(i),
+            None => Slot {
+                scope,
+                cache: Arc::default(),
+                messages: 0,
+            },
+        };
+        let cache = Arc::clone(&slot.cache);
+        slots.push(slot);
+        cache
+    }
+
+    /// Records the size of `scope`'s cache after a use and drops the least
+    /// recently used scopes beyond the bounds.
+    fn used(&self, scope: Scope, cache: &Arc<Mutex<Option<LightCache>>>, messages: usize) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots
+            .iter_mut()
+            .find(|s| s.scope == scope && Arc::ptr_eq(&s.cache, cache))
+        {
+            slot.messages = messages;
+        }
+        // The most recently used slot (the last) always stays.
+        while slots.len() > MAX_SCOPES
+            || (slots.len() > 1
+                && slots
+                    .iter()
+                    .rev()
+                    .skip(1)
+                    .map(|s| s.messages)
+                    .sum::<usize>()
+                    > MAX_MESSAGES)
+        {
+            slots.remove(0);
+        }
+    }
+
+    /// How many scopes are cached (for tests).
+    pub fn scopes(&self) -> usize {
+        self.slots.lock().map(|s| s.len()).unwrap_or_default()
+    }
+}
