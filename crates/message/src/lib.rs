@@ -276,8 +276,9 @@ pub struct BodyPart {
     pub encoding: String,
     /// Octets of the encoded body: `body_end - body_start`.
     pub size: u64,
-    /// Lines of the encoded body: line feeds, plus one for a last line without one
-    /// (IMAP uses it for text/* and message/rfc822 parts).
+    /// Lines of the encoded body: its line feeds, as Dovecot counts them (a last
+    /// line without one, whose CRLF belongs to the next boundary, is not counted);
+    /// IMAP uses it for text/* and message/rfc822 parts.
     pub lines: u64,
     /// Content-MD5, raw.
     pub md5: Option<String>,

@@ -388,12 +388,19 @@ impl Session {
             match &self.mode {
                 Mode::Closed => return Action::Close,
                 Mode::Waiting => return Action::NeedInput,
-                Mode::Idling { .. } => return self.idle_line(),
+                Mode::Idling { .. } => {
+                    if let Some(a) = self.idle_line() {
+                        return a;
+                    }
+                }
                 Mode::Sasl { .. } => {
                     if let Some(a) = self.sasl_line() {
                         return a;
                     }
-                    if matches!(self.mode, Mode::Sasl { .. }) {
+                    // A challenge was sent: go on with the client's next line
+                    // if it is already here (the framer only says "need more"
+                    // once it has consumed all the input).
+                    if matches!(self.mode, Mode::Sasl { .. }) && self.input.is_empty() {
                         return Action::NeedInput;
                     }
                 }
@@ -433,27 +440,29 @@ impl Session {
         }
     }
 
-    fn idle_line(&mut self) -> Action {
+    /// Reads the line that should be IDLE's `DONE`; `None` when IDLE ended
+    /// with BAD and the session goes on with the commands after it.
+    fn idle_line(&mut self) -> Option<Action> {
         let (consumed, line) = self.framer.next_line(&self.input, 64);
         self.input.drain(..consumed);
         match line {
-            None => Action::NeedInput,
+            None => Some(Action::NeedInput),
             Some(RawLine::Line(l)) if l.eq_ignore_ascii_case(b"DONE") => {
                 if let Mode::Idling { tag } = std::mem::replace(&mut self.mode, Mode::Waiting) {
                     self.pending_tag = Some(tag);
                 }
-                Action::IdleDone
+                Some(Action::IdleDone)
             }
             Some(RawLine::Fatal(text)) => {
                 encode::status(&mut self.output, "*", Status::Bye, None, &text);
                 self.mode = Mode::Closed;
-                Action::Close
+                Some(Action::Close)
             }
             Some(_) => {
                 if let Mode::Idling { tag } = std::mem::replace(&mut self.mode, Mode::Commands) {
                     self.respond(&tag, Status::Bad, None, "Expected DONE to end IDLE");
                 }
-                Action::NeedInput
+                None
             }
         }
     }

@@ -1,0 +1,137 @@
+//! The whole JMAP mail service (`pochta_jmap::Jmap::handle`) on a real
+//! embedded store in a temporary directory: an arbitrary request body runs
+//! as alice, whose account holds a few delivered messages, through request
+//! parsing, processing and every mail method (Mailbox, Thread, Email,
+//! SearchSnippet, Identity, EmailSubmission, VacationResponse).
+//!
+//! The store lives across inputs (one per process, in
+//! `$TMPDIR/pochta-fuzz-jmap-<pid>`; a process removes those of processes
+//! that are gone, since a fuzzer exits without dropping statics), so earlier
+//! inputs may have changed it; that is fine for finding crashes, and a crash
+//! input is replayed on a fresh store by running the target on it alone.
+//!
+//! Invariants: no panic; a refused request is a 4xx problem; a processed
+//! request's response serialises to JSON whose every response names one of
+//! the request's call ids.
+
+#![no_main]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use pochta_addr::{Address, Domain};
+use pochta_delivery::{Incoming, LocalDelivery, Trace};
+use pochta_jmap::{Jmap, JmapSettings};
+use pochta_store::{Account, NewAccount, SqliteStore, Store};
+use serde_json::Value;
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    jmap: Arc<Jmap>,
+    alice: Account,
+}
+
+const MESSAGES: [&str; 3] = [
+    "From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: first\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <m1@example.org>\r\n\r\nHello one\r\n",
+    "From: Carol <carol@example.org>\r\nTo: alice@example.com\r\nSubject: Re: first\r\nMessage-ID: <m2@example.org>\r\nIn-Reply-To: <m1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>two</b></p>\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n",
+    "From: Dan <dan@example.org>\r\nTo: alice@example.com\r\nSubject: third\r\n\r\nHello three\r\n",
+];
+
+/// A fresh directory for this process's store, after removing the stores of
+/// earlier fuzzer processes that no longer run.
+fn store_dir() -> PathBuf {
+    const PREFIX: &str = "pochta-fuzz-jmap-";
+    let base = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = base.join(format!("{PREFIX}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = store_dir();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (jmap, alice) = rt.block_on(async {
+            let store = Arc::new(SqliteStore::open(&dir).expect("the store opens"));
+            let mut alice = None;
+            for a in ["alice@example.com", "bob@example.com"] {
+                let acc = store
+                    .create_account(NewAccount {
+                        address: Address::parse(a).expect("an address"),
+                        password_hash: "$argon2id$dummy".into(),
+                        quota: None,
+                    })
+                    .await
+                    .expect("an account");
+                alice.get_or_insert(acc);
+            }
+            let delivery = Arc::new(LocalDelivery::new(
+                store.clone(),
+                "mx.example.com".into(),
+                vec![Domain::parse("example.com").expect("a domain")],
+            ));
+            for m in MESSAGES {
+                let msg = Incoming::new(
+                    Address::parse("sender@remote.example").ok(),
+                    vec![Address::parse("alice@example.com").expect("an address")],
+                    m.as_bytes().to_vec(),
+                    Trace::default(),
+                );
+                delivery.deliver(msg).await.expect("delivered");
+            }
+            let jmap = Jmap::new(store, delivery, JmapSettings::new("mx.example.com"));
+            (jmap, alice.expect("alice"))
+        });
+        World { rt, jmap, alice }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let w = world();
+    let call_ids: Vec<String> = serde_json::from_slice::<Value>(data)
+        .ok()
+        .and_then(|v| {
+            v.get("methodCalls")?.as_array().map(|calls| {
+                calls
+                    .iter()
+                    .filter_map(|c| c.get(2)?.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    match w.rt.block_on(w.jmap.handle(&w.alice, data)) {
+        Err(e) => {
+            assert!((400..500).contains(&e.status()), "status {}", e.status());
+            let _ = e.to_json();
+        }
+        Ok(response) => {
+            let bytes = response.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).expect("the response is JSON");
+            let responses = v["methodResponses"].as_array().expect("methodResponses");
+            for r in responses {
+                let id = r[2].as_str().expect("a call id");
+                assert!(
+                    call_ids.iter().any(|c| c == id),
+                    "response with an unknown call id {id:?}"
+                );
+            }
+        }
+    }
+});

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Regenerates the seed corpora in fuzz/corpus/ from the project's transcript
+tests, test fixtures and the shared .eml corpus.
+
+Session targets take `[flags, seed, stream...]` (see fuzz/src/lib.rs); each
+transcript becomes a few seeds with different flags and read-split seeds.
+Run from anywhere: python3 fuzz/tools/seeds.py [SHARED_CORPORA_DIR]
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+
+FUZZ = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(FUZZ)
+SHARED = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/corpora"
+
+
+def out(target, data):
+    d = os.path.join(FUZZ, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def unescape(s):
+    return s.replace("\\r", "\r").replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def test_bodies(path):
+    """(name, body) of each test function in a Rust test file."""
+    text = open(path, encoding="utf-8").read()
+    parts = re.split(r"#\[(?:tokio::)?test\]\s*(?:async\s+)?fn\s+(\w+)", text)
+    return list(zip(parts[1::2], parts[2::2]))
+
+
+def scripted(body, send, recv):
+    """The stream one side sends in a `C: `/`S: ` transcript."""
+    stream = b""
+    for line in body.splitlines():
+        line = line.strip()
+        if line.startswith(send + ": ") or line == send + ":":
+            stream += line[len(send) + 2:].encode() + b"\r\n"
+        elif line.startswith(send + "~ "):
+            stream += unescape(line[len(send) + 2:]).encode()
+    return stream
+
+
+def smtp():
+    path = os.path.join(ROOT, "crates/proto-smtp/tests/transcripts.rs")
+    for name, body in test_bodies(path):
+        stream = scripted(body, "C", "S")
+        if not stream:
+            continue
+        if "sub_tls(" in body or "Mode::Submission, Some" in body:
+            flags = [0x03, 0x83]
+        elif "Mode::Submission" in body:
+            flags = [0x05, 0x85]
+        else:
+            flags = [0x04, 0x94, 0x00]
+        for f in flags:
+            out("smtp_session", bytes([f, 0]) + stream)
+        out("smtp_session", bytes([flags[0], 3]) + stream)
+    path = os.path.join(ROOT, "crates/proto-smtp/tests/client.rs")
+    for name, body in test_bodies(path):
+        stream = scripted(body, "S", "C")
+        if not stream:
+            continue
+        for f in (0x31, 0x35, 0x3d, 0x01, 0x72):
+            out("smtp_client_replies", bytes([f, 0]) + stream)
+        out("smtp_client_replies", bytes([0x31, 5]) + stream)
+
+
+def pop3():
+    path = os.path.join(ROOT, "crates/proto-pop3/tests/transcripts.rs")
+    for name, body in test_bodies(path):
+        stream = scripted(body, "C", "S")
+        if not stream:
+            continue
+        for f in (0x01, 0x02, 0x00):
+            out("pop3_session", bytes([f, 0]) + stream)
+        out("pop3_session", bytes([0x01, 4]) + stream)
+
+
+RUST_STR = re.compile(r'\.send\(\s*"((?:[^"\\]|\\.)*)"', re.S)
+
+
+def rust_unescape(s):
+    return s.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+
+
+def imap():
+    path = os.path.join(ROOT, "crates/imap/tests/transcripts.rs")
+    for name, body in test_bodies(path):
+        cmds = []
+        if "c.login()" in body or ".login()" in body:
+            cmds.append("l1 LOGIN alice@example.com secret")
+        for m in RUST_STR.finditer(body):
+            s = m.group(1)
+            # Line continuations of Rust strings.
+            s = re.sub(r"\\\n\s*", "", s)
+            cmds.append(rust_unescape(s))
+        if not cmds:
+            continue
+        stream = b""
+        for c in cmds:
+            b = c.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+            if not b.endswith(b"\r\n"):
+                b += b"\r\n"
+            stream += b
+        tls = 0x00 if "client_plain" in body else 0x01
+        for f in (tls, tls | 0x08, tls | 0x04):
+            out("imap_session", bytes([f, 0]) + stream)
+        out("imap_session", bytes([tls, 6]) + stream)
+        out("imap_command", bytes([0, 0]) + stream)
+        out("imap_command", bytes([1, 3]) + stream)
+
+
+JMAP_USING = [
+    "urn:ietf:params:jmap:core",
+    "urn:ietf:params:jmap:mail",
+    "urn:ietf:params:jmap:submission",
+    "urn:ietf:params:jmap:vacationresponse",
+]
+
+JMAP_CALLS = [
+    [["Core/echo", {"hello": True}, "c0"]],
+    [["Mailbox/get", {"accountId": "A1"}, "c0"]],
+    [["Mailbox/get", {"accountId": "A1", "ids": None, "properties": ["name", "role", "totalEmails"]}, "c0"],
+     ["Mailbox/changes", {"accountId": "A1", "sinceState": "0"}, "c1"]],
+    [["Mailbox/set", {"accountId": "A1", "create": {"k1": {"name": "Work", "parentId": None}},
+                      "update": {"#k1": {"name": "Job"}}, "destroy": ["M9"]}, "c0"]],
+    [["Email/query", {"accountId": "A1", "filter": {"operator": "AND", "conditions": [
+        {"inMailbox": "M1"}, {"text": "hello"}, {"from": "bob"}, {"hasKeyword": "$seen"},
+        {"before": "2030-01-01T00:00:00Z"}, {"minSize": 10}]},
+        "sort": [{"property": "receivedAt", "isAscending": False}], "position": -2, "limit": 10,
+        "calculateTotal": True, "collapseThreads": True}, "c0"],
+     ["Email/get", {"accountId": "A1", "#ids": {"resultOf": "c0", "name": "Email/query", "path": "/ids"},
+                    "properties": ["subject", "from", "to", "preview", "bodyStructure", "bodyValues",
+                                   "textBody", "htmlBody", "attachments", "keywords", "header:Subject:asText",
+                                   "header:From:asAddresses:all", "messageId", "threadId"],
+                    "fetchTextBodyValues": True, "fetchHTMLBodyValues": True, "maxBodyValueBytes": 20}, "c1"],
+     ["Thread/get", {"accountId": "A1", "#ids": {"resultOf": "c1", "name": "Email/get", "path": "/list/*/threadId"}}, "c2"]],
+    [["Email/set", {"accountId": "A1", "create": {"d1": {
+        "mailboxIds": {"M1": True}, "keywords": {"$draft": True}, "subject": "Hi",
+        "from": [{"name": "Alice", "email": "alice@example.com"}], "to": [{"email": "bob@example.com"}],
+        "bodyValues": {"b1": {"value": "Hello"}}, "textBody": [{"partId": "b1", "type": "text/plain"}]}},
+        "update": {"E1": {"keywords/$seen": True, "mailboxIds/M2": True, "mailboxIds/M1": None}},
+        "destroy": ["E3"]}, "c0"]],
+    [["Email/changes", {"accountId": "A1", "sinceState": "1", "maxChanges": 5}, "c0"],
+     ["Email/queryChanges", {"accountId": "A1", "sinceQueryState": "1", "filter": {"inMailbox": "M1"}}, "c1"]],
+    [["SearchSnippet/get", {"accountId": "A1", "filter": {"text": "hello"}, "emailIds": ["E1", "E2"]}, "c0"]],
+    [["Identity/get", {"accountId": "A1"}, "c0"],
+     ["Identity/set", {"accountId": "A1", "create": {"i": {"email": "alice@example.com", "name": "A"}}}, "c1"]],
+    [["EmailSubmission/set", {"accountId": "A1", "create": {"s1": {"identityId": "I1", "emailId": "#d1",
+        "envelope": {"mailFrom": {"email": "alice@example.com"}, "rcptTo": [{"email": "bob@example.com"}]}}},
+        "onSuccessUpdateEmail": {"#s1": {"keywords/$draft": None}}}, "c0"]],
+    [["VacationResponse/get", {"accountId": "A1"}, "c0"],
+     ["VacationResponse/set", {"accountId": "A1", "update": {"singleton": {"isEnabled": True, "subject": "Away",
+        "textBody": "later", "fromDate": "2024-01-01T00:00:00Z"}}}, "c1"]],
+    [["Email/copy", {"fromAccountId": "A2", "accountId": "A1", "create": {"x": {"id": "E1", "mailboxIds": {"M1": True}}}}, "c0"]],
+    [["Email/import", {"accountId": "A1", "emails": {"k": {"blobId": "B1", "mailboxIds": {"M1": True}}}}, "c0"]],
+    [["Email/parse", {"accountId": "A1", "blobIds": ["B1"]}, "c0"]],
+]
+
+
+def jmap():
+    for calls in JMAP_CALLS:
+        req = {"using": JMAP_USING, "methodCalls": calls}
+        data = json.dumps(req).encode()
+        out("jmap_request", data)
+        # pochta's ids for the service target: alice is account A1, mailboxes
+        # are F<n> (INBOX is F1), messages M<hex> (the three seeded M1..M3).
+        service = re.sub(rb"\bM(\d)\b", rb"F\1", data)
+        service = re.sub(rb"\bE(\d)\b", rb"M\1", service)
+        out("jmap_service", service)
+    out("jmap_request", b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":[],"createdIds":{"a":"b"}}')
+    out("jmap_request", b'{"@type":"Request","id":"r1","using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{},"0"]]}')
+    out("jmap_request", b'{"@type":"WebSocketPushEnable","dataTypes":null,"pushState":"s1"}')
+    out("jmap_request", b"types=Email,Mailbox&closeafter=state&ping=30")
+
+
+def copy_tree(src, target, limit=None):
+    if not os.path.isdir(src):
+        return 0
+    n = 0
+    for dirpath, _, files in sorted(os.walk(src)):
+        for f in sorted(files):
+            if limit is not None and n >= limit:
+                return n
+            p = os.path.join(dirpath, f)
+            data = open(p, "rb").read()
+            if len(data) > 64 * 1024:
+                continue
+            out(target, data)
+            n += 1
+    return n
+
+
+def mime():
+    for sub in ("rfc", "malformed", "thirdparty", "legacy"):
+        copy_tree(os.path.join(SHARED, "eml", sub), "mime_delivery")
+    copy_tree(os.path.join(ROOT, "crates/message/tests/fixtures"), "mime_delivery")
+    copy_tree(os.path.join(ROOT, "crates/proto-imap/tests/fixtures"), "mime_delivery")
+
+
+def config():
+    out("config", open(os.path.join(ROOT, "crates/config/src/example.toml"), "rb").read())
+    text = open(os.path.join(ROOT, "crates/config/src/tests.rs"), encoding="utf-8").read()
+    for m in re.finditer(r'r#?"(.*?)"#?', text, re.S):
+        s = m.group(1)
+        if "=" in s and len(s) > 8:
+            out("config", s.encode())
+    docs = open(os.path.join(ROOT, "docs/CONFIG.md"), encoding="utf-8").read()
+    for m in re.finditer(r"```toml\n(.*?)```", docs, re.S):
+        out("config", m.group(1).encode())
+
+
+def dicts():
+    d = os.path.join(FUZZ, "dict")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "imap.dict"), "wb") as f:
+        for name in ("imap.dict", "terminals.dict"):
+            f.write(b"# " + name.encode() + b" from imap-codec (MIT, see LICENSE-imap-codec)\n")
+            f.write(open(os.path.join(SHARED, "imap-dict", name), "rb").read())
+            f.write(b"\n")
+    shutil.copy(os.path.join(SHARED, "imap-dict", "LICENSE-MIT"), os.path.join(d, "LICENSE-imap-codec"))
+
+
+if __name__ == "__main__":
+    smtp()
+    pop3()
+    imap()
+    jmap()
+    mime()
+    config()
+    dicts()
+    for t in sorted(os.listdir(os.path.join(FUZZ, "corpus"))):
+        print(t, len(os.listdir(os.path.join(FUZZ, "corpus", t))))
