@@ -323,26 +323,12 @@ impl Conn {
                         out.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
                         self.write(&out).await?;
                         out.clear();
-                        loop {
-                            let (r, n) = self.read().await?;
-                            match r {
-                                Response::Continue(_) => break,
-                                Response::Tagged {
-                                    tag: t,
-                                    status,
-                                    code,
-                                    text,
-                                } if t == tag => {
-                                    // The server refused the literal.
-                                    return Ok(Done {
-                                        status,
-                                        code,
-                                        text,
-                                        untagged,
-                                    });
-                                }
-                                other => self.keep(&mut untagged, &mut collected, other, n)?,
-                            }
+                        // The server may refuse the literal with its tagged reply.
+                        if let Some(done) = self
+                            .await_continuation(&tag, &mut untagged, &mut collected)
+                            .await?
+                        {
+                            return Ok(done);
                         }
                     }
                     out.extend_from_slice(&bytes);
@@ -355,6 +341,37 @@ impl Conn {
     }
 
     /// Reads up to the tagged response of `tag`.
+    /// Reads until the server's `+` continuation (`None`), keeping untagged
+    /// responses; the command's tagged reply instead means it was refused
+    /// (`Some`): a literal the server won't take, or a SASL exchange it ends.
+    async fn await_continuation(
+        &mut self,
+        tag: &str,
+        untagged: &mut Vec<Response>,
+        collected: &mut usize,
+    ) -> Result<Option<Done>> {
+        loop {
+            let (r, n) = self.read().await?;
+            match r {
+                Response::Continue(_) => return Ok(None),
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => {
+                    return Ok(Some(Done {
+                        status,
+                        code,
+                        text,
+                        untagged: std::mem::take(untagged),
+                    }));
+                }
+                other => self.keep(untagged, collected, other, n)?,
+            }
+        }
+    }
+
     async fn finish(
         &mut self,
         tag: &str,
@@ -424,25 +441,11 @@ impl Conn {
             .await?;
         let mut untagged = Vec::new();
         let mut collected = 0;
-        loop {
-            let (r, n) = self.read().await?;
-            match r {
-                Response::Continue(_) => break,
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    code,
-                    text,
-                } if t == tag => {
-                    return Ok(Done {
-                        status,
-                        code,
-                        text,
-                        untagged,
-                    });
-                }
-                other => self.keep(&mut untagged, &mut collected, other, n)?,
-            }
+        if let Some(done) = self
+            .await_continuation(&tag, &mut untagged, &mut collected)
+            .await?
+        {
+            return Ok(done);
         }
         self.write(format!("{b64}\r\n").as_bytes()).await?;
         loop {

@@ -421,26 +421,10 @@ pub(crate) const GET_DEFAULT_PROPERTIES: [&str; 24] = [
     "attachments",
 ];
 
-/// The default `properties` of Email/parse (RFC 8621 §4.9).
-pub(crate) const PARSE_DEFAULT_PROPERTIES: [&str; 17] = [
-    "messageId",
-    "inReplyTo",
-    "references",
-    "sender",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "replyTo",
-    "subject",
-    "sentAt",
-    "hasAttachment",
-    "preview",
-    "bodyValues",
-    "textBody",
-    "htmlBody",
-    "attachments",
-];
+/// The default `properties` of Email/parse (RFC 8621 §4.9): Email/get's without
+/// the seven that only a stored Email has (id, blobId, threadId, mailboxIds,
+/// keywords, size, receivedAt).
+pub(crate) const PARSE_DEFAULT_PROPERTIES: &[&str] = GET_DEFAULT_PROPERTIES.split_at(7).1;
 
 /// The default `bodyProperties` (RFC 8621 §4.2).
 pub(crate) const DEFAULT_BODY_PROPERTIES: [&str; 10] = [

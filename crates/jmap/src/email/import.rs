@@ -213,7 +213,7 @@ pub async fn parse(
     let account_id: Id = args.require("accountId")?;
     let blob_ids: Vec<String> = args.require("blobIds")?;
     let properties = args.take::<Vec<String>>("properties")?;
-    let request = EmailRequest::take(&mut args, properties, &PARSE_DEFAULT_PROPERTIES)?;
+    let request = EmailRequest::take(&mut args, properties, PARSE_DEFAULT_PROPERTIES)?;
     args.finish()?;
     ctx.check_account(&account_id)?;
     let max_get = call.limits().max_objects_in_get;
