@@ -232,6 +232,14 @@ fn check(raw: &[u8]) {
     let light = meta.light();
     let back = MessageMeta::from_json(light.to_json().as_bytes()).expect("light JSON reads back");
     assert_eq!(back, light);
+    let back = MessageMeta::decode(&meta.encode()).expect("the stored form reads back");
+    assert_eq!(back, meta, "binary round trip differs");
+    let back = MessageMeta::decode(&light.encode()).expect("the light stored form reads back");
+    assert_eq!(back, light, "light binary round trip differs");
+    // Damaged stored forms are refused or read as something, never a panic.
+    let stored = meta.encode();
+    let _ = MessageMeta::decode(&stored[..stored.len() / 2]);
+    let _ = MessageMeta::decode(&raw[..raw.len().min(4096)]);
 
     // The scanners delivery runs before the full parse.
     let end = header_end(raw);

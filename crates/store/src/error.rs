@@ -60,8 +60,8 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
+impl From<pochta_message::MetaDecodeError> for StoreError {
+    fn from(e: pochta_message::MetaDecodeError) -> Self {
         StoreError::Corrupt(format!("metadata does not decode: {e}"))
     }
 }

@@ -166,6 +166,15 @@ pub trait Store: Send + Sync + 'static {
         mailbox: MailboxId,
         ranges: &[(Uid, Uid)],
     ) -> Result<Vec<MessageSummary>>;
+    /// [`Store::messages_by_uid`] with each message's full metadata, read in
+    /// one pass (IMAP FETCH of ENVELOPE, BODYSTRUCTURE or sections: one query
+    /// for a batch instead of one per message).
+    async fn records_by_uid(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        ranges: &[(Uid, Uid)],
+    ) -> Result<Vec<MessageRecord>>;
     /// The lowest UID of a mailbox's messages without `\Seen` (IMAP4rev1's
     /// `[UNSEEN n]`), found without reading every message into memory.
     async fn first_unseen(&self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>>;
@@ -198,7 +207,7 @@ pub trait Store: Send + Sync + 'static {
     /// ordered by id (missing ids skipped, an id asked twice answered once):
     /// JMAP Email/get of properties the light metadata holds, and bringing a
     /// [`LightCache`] up to date. Far cheaper than [`Store::records`] for the
-    /// same ids (a few hundred bytes of JSON to decode instead of the whole
+    /// same ids (a few hundred bytes to decode instead of the whole
     /// MIME tree).
     async fn light_records_by_ids(
         &self,

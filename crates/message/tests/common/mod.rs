@@ -95,6 +95,23 @@ pub fn check(meta: &MessageMeta, raw: &[u8], what: &str) {
     let back = MessageMeta::from_json(json.as_bytes())
         .unwrap_or_else(|e| panic!("{what}: JSON round trip failed: {e}"));
     assert_eq!(&back, meta, "{what}: JSON round trip differs");
+    // The stored (binary) form, and decode() reading the JSON of older stores.
+    let stored = meta.encode();
+    assert_eq!(
+        stored.first(),
+        Some(&0),
+        "{what}: stored form starts with its marker"
+    );
+    let back = MessageMeta::decode(&stored)
+        .unwrap_or_else(|e| panic!("{what}: binary round trip failed: {e}"));
+    assert_eq!(&back, meta, "{what}: binary round trip differs");
+    let back = MessageMeta::decode(json.as_bytes())
+        .unwrap_or_else(|e| panic!("{what}: decode of the JSON form failed: {e}"));
+    assert_eq!(&back, meta, "{what}: decode of the JSON form differs");
+    assert!(
+        MessageMeta::decode(&stored[..stored.len() - 1]).is_err(),
+        "{what}: a truncated stored form is refused"
+    );
 }
 
 fn check_part(part: &BodyPart, raw: &[u8], lo: u64, hi: u64, depth: usize, what: &str) {

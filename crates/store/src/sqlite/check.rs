@@ -961,7 +961,9 @@ fn check_parse(
         // A missing blob is reported by check_messages already.
         let Some((meta, raw)) = stmt
             .query_row(params![id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                // The metadata is a blob, or JSON text in older stores.
+                let meta = r.get_ref(0)?.as_bytes().map_err(rusqlite::Error::from)?;
+                Ok((meta.to_vec(), r.get::<_, Vec<u8>>(1)?))
             })
             .optional()?
         else {
@@ -969,7 +971,7 @@ fn check_parse(
         };
         report.stats.parsed += 1;
         let mut failed = false;
-        match pochta_message::MessageMeta::from_json(meta.as_bytes()) {
+        match pochta_message::MessageMeta::decode(&meta) {
             Err(e) => {
                 failed = true;
                 report.add(
@@ -1344,6 +1346,67 @@ mod tests {
         assert!(r.has(ProblemKind::Parse), "{:?}", r.problems);
         assert_eq!(r.stats.parse_failures, 1);
         assert_eq!(r.stats.parsed, 12);
+    }
+
+    #[tokio::test]
+    async fn metadata_stored_as_json_by_older_versions_is_still_read() {
+        let (dir, store) = populated().await;
+        let u = store
+            .account(&addr("u@example.com"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let inbox = store.mailboxes(u).await.unwrap()[0].id;
+        let before = store
+            .records_by_uid(u, inbox, &[(1, u32::MAX)])
+            .await
+            .unwrap();
+        let light_before = store.light_records(u, inbox).await.unwrap();
+        assert!(!before.is_empty());
+        // What a store written before the binary form holds: JSON text, and
+        // for some rows no light form yet ('').
+        let conn = raw_conn(&dir);
+        let rows: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT id, meta FROM messages")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (i, (id, stored)) in rows.iter().enumerate() {
+            assert_eq!(stored.first(), Some(&0), "new rows are binary");
+            let meta = pochta_message::MessageMeta::decode(stored).unwrap();
+            let light = if i % 2 == 0 {
+                meta.light().to_json()
+            } else {
+                String::new()
+            };
+            conn.execute(
+                "UPDATE messages SET meta = ?2, light = ?3 WHERE id = ?1",
+                params![id, meta.to_json(), light],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let after = store
+            .records_by_uid(u, inbox, &[(1, u32::MAX)])
+            .await
+            .unwrap();
+        let light_after = store.light_records(u, inbox).await.unwrap();
+        let metas = |r: &[MessageRecord]| r.iter().map(|r| r.meta.clone()).collect::<Vec<_>>();
+        assert_eq!(metas(&after), metas(&before));
+        assert_eq!(metas(&light_after), metas(&light_before));
+        let r = SqliteStore::check(
+            dir.path(),
+            &CheckOptions {
+                full: true,
+                parse_sample: 0,
+            },
+        )
+        .unwrap();
+        assert!(r.is_ok(), "{:?}", r.problems);
+        assert_eq!(r.stats.parse_failures, 0);
     }
 
     #[tokio::test]

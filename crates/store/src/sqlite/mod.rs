@@ -288,6 +288,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn records_by_uid(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        ranges: &[(Uid, Uid)],
+    ) -> Result<Vec<MessageRecord>> {
+        let ranges = ranges.to_vec();
+        self.read(move |c| ops::records_by_uid(c, account, mailbox, &ranges))
+            .await
+    }
+
     async fn first_unseen(&self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>> {
         self.read(move |c| ops::first_unseen(c, account, mailbox))
             .await

@@ -662,17 +662,16 @@ pub fn changes(
 /// A delivery with its metadata already serialised, ready for the writer thread.
 pub struct PreparedDelivery {
     delivery: Delivery,
-    meta_json: String,
-    light_json: String,
+    meta_bytes: Vec<u8>,
+    light_bytes: Vec<u8>,
     thread_keys: Vec<String>,
 }
 
 impl PreparedDelivery {
     /// Serialises the metadata and collects the threading keys.
     pub fn new(delivery: Delivery) -> Result<PreparedDelivery> {
-        let meta_json = serde_json::to_string(&delivery.meta)
-            .map_err(|e| StoreError::Invalid(format!("metadata does not serialise: {e}")))?;
-        let light_json = delivery.meta.light().to_json();
+        let meta_bytes = delivery.meta.encode();
+        let light_bytes = delivery.meta.light().encode();
         let meta = &delivery.meta;
         let mut thread_keys: Vec<String> = meta
             .message_id
@@ -685,8 +684,8 @@ impl PreparedDelivery {
         thread_keys.dedup();
         Ok(PreparedDelivery {
             delivery,
-            meta_json,
-            light_json,
+            meta_bytes,
+            light_bytes,
             thread_keys,
         })
     }
@@ -862,8 +861,8 @@ pub fn deliver(ctx: &mut WriteCtx<'_>, p: PreparedDelivery) -> Result<Vec<Delive
             size as i64,
             modseq as i64,
             d.meta.sent_at,
-            p.meta_json,
-            p.light_json,
+            p.meta_bytes,
+            p.light_bytes,
         ])?;
         let id = c.last_insert_rowid() as u64;
         let thread = match thread {
@@ -943,7 +942,7 @@ pub fn message(c: &Connection, account: AccountId, id: MessageId) -> Result<Opti
         ))?
         .query_row(params![id as i64, account as i64], |r| {
             // Decoded straight from SQLite's buffer: no copy of the JSON text.
-            let meta = pochta_message::MessageMeta::from_json(r.get_ref(10)?.as_bytes()?);
+            let meta = pochta_message::MessageMeta::decode(r.get_ref(10)?.as_bytes()?);
             Ok((summary_from_row(r)?, meta))
         })
         .optional()?;
@@ -1532,6 +1531,21 @@ pub fn uid_map(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// Sorted, merged copies of inclusive UID ranges, so that no message is
+/// returned twice.
+fn merge_ranges(ranges: &[(Uid, Uid)]) -> Vec<(Uid, Uid)> {
+    let mut sorted: Vec<(Uid, Uid)> = ranges.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+    sorted.sort_unstable();
+    let mut merged: Vec<(Uid, Uid)> = Vec::with_capacity(sorted.len());
+    for (a, b) in sorted {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
 pub fn messages_by_uid(
     c: &Connection,
     account: AccountId,
@@ -1543,17 +1557,7 @@ pub fn messages_by_uid(
          WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 AND account_id = ?4 ORDER BY uid"
     ))?;
     let mut out = Vec::new();
-    let mut sorted: Vec<(Uid, Uid)> = ranges.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
-    sorted.sort_unstable();
-    // Merge overlapping ranges so no message is returned twice.
-    let mut merged: Vec<(Uid, Uid)> = Vec::with_capacity(sorted.len());
-    for (a, b) in sorted {
-        match merged.last_mut() {
-            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    for (a, b) in merged {
+    for (a, b) in merge_ranges(ranges) {
         let rows = stmt.query_map(
             params![mailbox as i64, a, b, account as i64],
             summary_from_row,
@@ -1562,6 +1566,37 @@ pub fn messages_by_uid(
             out.push(r?);
         }
     }
+    Ok(out)
+}
+
+pub fn records_by_uid(
+    c: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    ranges: &[(Uid, Uid)],
+) -> Result<Vec<MessageRecord>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS}, meta FROM messages
+         WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 AND account_id = ?4 ORDER BY uid"
+    ))?;
+    // One read transaction for all ranges: one snapshot, and the file locks
+    // taken once rather than per range.
+    let tx = c.unchecked_transaction()?;
+    let mut out = Vec::new();
+    for (a, b) in merge_ranges(ranges) {
+        let mut rows = stmt.query(params![mailbox as i64, a, b, account as i64])?;
+        while let Some(r) = rows.next()? {
+            // Decoded straight from SQLite's buffer: no copy.
+            let stored = r.get_ref(10)?.as_bytes().map_err(rusqlite::Error::from)?;
+            let meta = pochta_message::MessageMeta::decode(stored)?;
+            out.push(MessageRecord {
+                summary: summary_from_row(r)?,
+                meta,
+            });
+        }
+    }
+    drop(stmt);
+    tx.finish()?;
     Ok(out)
 }
 
@@ -1610,12 +1645,16 @@ pub fn records(
     account: AccountId,
     ids: &[MessageId],
 ) -> Result<Vec<MessageRecord>> {
+    // One read transaction: one snapshot for all of them, and the file locks
+    // taken once rather than per message.
+    let tx = c.unchecked_transaction()?;
     let mut out = Vec::with_capacity(ids.len());
     for &id in ids {
         if let Some(r) = message(c, account, id)? {
             out.push(r);
         }
     }
+    tx.finish()?;
     Ok(out)
 }
 
@@ -1630,9 +1669,9 @@ fn light_record_from_row(r: &Row<'_>) -> Result<MessageRecord> {
     let light = bytes(10)?;
     let meta = if light.is_empty() {
         // Written before schema 2's backfill could run: derive it now.
-        pochta_message::MessageMeta::from_json(bytes(11)?)?.light()
+        pochta_message::MessageMeta::decode(bytes(11)?)?.light()
     } else {
-        pochta_message::MessageMeta::from_json(light)?
+        pochta_message::MessageMeta::decode(light)?
     };
     Ok(MessageRecord { summary, meta })
 }

@@ -77,8 +77,8 @@ CREATE TABLE IF NOT EXISTS messages (
     size          INTEGER NOT NULL,
     modseq        INTEGER NOT NULL,
     sent_at       INTEGER,
-    meta          TEXT NOT NULL,             -- pochta_message::MessageMeta as JSON
-    light         TEXT NOT NULL DEFAULT ''   -- MessageMeta::light() as JSON (SEARCH, SORT, THREAD)
+    meta          BLOB NOT NULL,             -- MessageMeta::encode() (JSON text in stores before it)
+    light         BLOB NOT NULL DEFAULT ''   -- MessageMeta::light().encode() (SEARCH, SORT, THREAD); '' until derived
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_uid ON messages (mailbox_id, uid);
 -- (blob_id, account_id): read_blob checks ownership with both; with blob_id alone
@@ -277,15 +277,20 @@ fn upgrade_3_to_4(conn: &Connection) -> rusqlite::Result<()> {
 /// Schema 2 adds `messages.light`, filled from the stored metadata.
 fn upgrade_1_to_2(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("ALTER TABLE messages ADD COLUMN light TEXT NOT NULL DEFAULT ''")?;
-    let rows: Vec<(i64, String)> = conn
+    let rows: Vec<(i64, Vec<u8>)> = conn
         .prepare("SELECT id, meta FROM messages")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| {
+            let meta = r.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
+            Ok((r.get(0)?, meta.to_vec()))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut update = conn.prepare("UPDATE messages SET light = ?2 WHERE id = ?1")?;
     for (id, meta) in rows {
-        let light = pochta_message::MessageMeta::from_json(meta.as_bytes())
-            .map(|m| m.light().to_json())
-            .unwrap_or_default();
+        // Left '' (read as "derive from meta") when the meta does not decode.
+        let light = match pochta_message::MessageMeta::decode(&meta) {
+            Ok(m) => rusqlite::types::Value::Blob(m.light().encode()),
+            Err(_) => rusqlite::types::Value::Text(String::new()),
+        };
         update.execute(rusqlite::params![id, light])?;
     }
     Ok(())
