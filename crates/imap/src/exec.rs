@@ -127,6 +127,14 @@ pub struct Executor {
     /// Extensions switched on.
     pub enabled: Enabled,
     pub(crate) selected: Option<Selected>,
+    /// The account's change notifications, subscribed before anything is
+    /// read, so that "no notification past state S" means "nothing to read
+    /// from the change log past S" (see [`Executor::may_have_changed`]).
+    pub(crate) notified: tokio::sync::watch::Receiver<ModSeq>,
+    /// The mailbox tree as last read, with the notified state just before the
+    /// read: reused while nothing newer is published (every store write that
+    /// changes a mailbox or its counters publishes).
+    tree: std::sync::Mutex<Option<(ModSeq, Arc<Tree>)>>,
 }
 
 /// A failure a handler reports with a tagged NO or BAD.
@@ -181,13 +189,28 @@ pub(crate) type Handled = Result<(Option<String>, String), Fail>;
 impl Executor {
     /// An executor for `account`.
     pub fn new(store: Arc<dyn Store>, account: Account, settings: Arc<ImapSettings>) -> Executor {
+        let notified = store.subscribe(account.id);
         Executor {
+            notified,
+            tree: std::sync::Mutex::new(None),
             store,
             account,
             settings,
             enabled: Enabled::default(),
             selected: None,
         }
+    }
+
+    /// Whether the account may have changed after state `known`. The store
+    /// publishes every committed state after the commit and before the writer
+    /// hears back, so a change made by any session or delivery of this server
+    /// has been published before anyone can have seen its effect; without a
+    /// newer notification the change log read every command does (in another
+    /// thread, two context switches) is skipped. A notifier that crosses
+    /// machines may deliver later: the change then shows at a later command,
+    /// as IMAP allows.
+    pub(crate) fn may_have_changed(&self, known: ModSeq) -> bool {
+        *self.notified.borrow() > known
     }
 
     /// The account's id.
@@ -235,8 +258,17 @@ impl Executor {
         }
     }
 
-    pub(crate) async fn tree(&self) -> Result<Tree, Fail> {
-        Ok(Tree::new(self.store.mailboxes(self.account.id).await?))
+    pub(crate) async fn tree(&self) -> Result<Arc<Tree>, Fail> {
+        let now = *self.notified.borrow();
+        let cached = self.tree.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((at, tree)) = cached
+            && now <= at
+        {
+            return Ok(tree);
+        }
+        let tree = Arc::new(Tree::new(self.store.mailboxes(self.account.id).await?));
+        *self.tree.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, tree.clone()));
+        Ok(tree)
     }
 
     /// Runs one command and writes its responses and completion. Returns the
@@ -418,10 +450,16 @@ impl Executor {
         let account = self.account.id;
         let vanished = self.enabled.qresync;
         let condstore = self.enabled.condstore;
+        let Some(known) = self.selected.as_ref().map(|s| s.known) else {
+            return Ok(());
+        };
+        let changed = self.may_have_changed(known);
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };
-        sel.pull(self.store.as_ref(), account).await?;
+        if changed {
+            sel.pull(self.store.as_ref(), account).await?;
+        }
         let announced = sel.announce(&mut out.buf, allow_expunge, vanished);
         if announced.flags.is_empty() {
             return Ok(());

@@ -124,18 +124,27 @@ impl Executor {
         } else {
             CHEAP_BATCH
         }) {
-            let mut summaries = self
-                .store
-                .messages_by_uid(account, sel.id, &to_ranges(chunk))
-                .await?;
+            // With metadata wanted, one query reads the rows and their metadata.
+            let (mut summaries, metas): (Vec<MessageSummary>, Vec<MessageMeta>) = if rich {
+                self.store
+                    .records_by_uid(account, sel.id, &to_ranges(chunk))
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.summary, r.meta))
+                    .unzip()
+            } else {
+                let summaries = self
+                    .store
+                    .messages_by_uid(account, sel.id, &to_ranges(chunk))
+                    .await?;
+                (summaries, Vec::new())
+            };
             missing |= summaries.len() < chunk.len();
-            if let Some(since) = modifiers.changed_since {
-                summaries.retain(|m| m.modseq > since);
-            }
             if set_seen {
                 let unseen: Vec<u64> = summaries
                     .iter()
                     .filter(|m| !m.flags.contains(Flags::SEEN))
+                    .filter(|m| modifiers.changed_since.is_none_or(|since| m.modseq > since))
                     .map(|m| m.id)
                     .collect();
                 if !unseen.is_empty() {
@@ -159,18 +168,13 @@ impl Executor {
                     }
                 }
             }
-            let metas: HashMap<u64, MessageMeta> = if rich {
-                let ids: Vec<u64> = summaries.iter().map(|m| m.id).collect();
-                self.store
-                    .records(account, &ids)
-                    .await?
-                    .into_iter()
-                    .map(|r| (r.summary.id, r.meta))
-                    .collect()
-            } else {
-                HashMap::new()
-            };
-            for m in &summaries {
+            for (i, m) in summaries.iter().enumerate() {
+                if modifiers
+                    .changed_since
+                    .is_some_and(|since| m.modseq <= since)
+                {
+                    continue;
+                }
                 let Some(msn) = sel.msn(m.uid) else { continue };
                 let raw = if raw_needed {
                     match self.store.read_blob(account, m.blob_id).await {
@@ -184,7 +188,7 @@ impl Executor {
                 } else {
                     None
                 };
-                let meta = metas.get(&m.id).unwrap_or(&empty);
+                let meta = metas.get(i).unwrap_or(&empty);
                 let v = view(m, msn, meta, raw.as_deref());
                 let mut o = opts;
                 o.include_flags = set_seen;

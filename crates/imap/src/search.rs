@@ -53,7 +53,10 @@ impl Executor {
             return Err(Fail::Bad("No mailbox selected".into()));
         };
         let mailbox = sel.id;
+        let notified = *self.notified.borrow();
         match sel.light.as_mut().filter(|c| c.mailbox() == Some(mailbox)) {
+            // Nothing published past the cache's state: nothing to patch.
+            Some(cache) if notified <= cache.known() => {}
             Some(cache) => cache.refresh(self.store.as_ref()).await?,
             None => {
                 sel.light =
