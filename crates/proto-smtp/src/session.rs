@@ -1084,7 +1084,24 @@ impl Session {
             self.error(reply);
             return None;
         }
-        let too_big = self.bdat.as_ref().is_some_and(|b| b.too_big);
+        // A BDAT message may stop mid-line; stored messages always end with CRLF
+        // (as DATA ones do), so that POP3/IMAP sizes match what they send. That
+        // line end counts against the size limit too (found by fuzzing: a
+        // message of exactly the limit without a final CRLF was stored 2 octets
+        // over it).
+        let ending = match self.bdat.as_ref().map(|b| b.body.as_slice()) {
+            Some(b) if last && !b.is_empty() && !b.ends_with(b"\r\n") => {
+                if b.ends_with(b"\r") {
+                    1
+                } else {
+                    2
+                }
+            }
+            _ => 0,
+        };
+        let too_big = self.bdat.as_ref().is_some_and(|b| {
+            b.too_big || b.body.len().saturating_add(ending) > self.cfg.max_message_size
+        });
         if too_big {
             if last {
                 self.bdat = None;
@@ -1105,14 +1122,10 @@ impl Session {
             return None;
         }
         let mut body = self.bdat.take().map(|b| b.body).unwrap_or_default();
-        // A BDAT message may stop mid-line; stored messages always end with CRLF
-        // (as DATA ones do), so that POP3/IMAP sizes match what they send.
-        if !body.is_empty() && !body.ends_with(b"\r\n") {
-            if body.ends_with(b"\r") {
-                body.push(b'\n');
-            } else {
-                body.extend_from_slice(b"\r\n");
-            }
+        match ending {
+            1 => body.push(b'\n'),
+            2 => body.extend_from_slice(b"\r\n"),
+            _ => {}
         }
         let mut tx = self.tx.take()?;
         self.tx = Some(tx.clone());

@@ -699,6 +699,39 @@ S: 250 2.0.0 OK
     assert!(m.delivered.is_empty());
 }
 
+/// Regression (fuzz/smtp_session): the CRLF added to a message that does not
+/// end with one counts against the size limit; a message of exactly the limit
+/// that ends with CRLF is accepted.
+#[test]
+fn fuzz_bdat_final_line_end_counts_against_the_limit() {
+    let chunk = "a".repeat(1000);
+    let m = mx(&with_ehlo(&format!(
+        "
+C: MAIL FROM:<a@remote.example>
+C: RCPT TO:<alice@example.com>
+C~ BDAT 1000 LAST\\r\\n{chunk}
+C: NOOP
+S: 250 2.1.0 Sender OK
+S: 250 2.1.5 Recipient OK
+S: 552 5.3.4 Message size exceeds fixed maximum message size (1000 octets)
+S: 250 2.0.0 OK
+"
+    )));
+    assert!(m.delivered.is_empty());
+    let chunk = format!("{}\\r\\n", "a".repeat(998));
+    let m = mx(&with_ehlo(&format!(
+        "
+C: MAIL FROM:<a@remote.example>
+C: RCPT TO:<alice@example.com>
+C~ BDAT 1000 LAST\\r\\n{chunk}
+S: 250 2.1.0 Sender OK
+S: 250 2.1.5 Recipient OK
+S: 250 2.0.0 Ok: queued as Q1
+"
+    )));
+    assert_eq!(m.delivered[0].body.len(), 1000);
+}
+
 #[test]
 fn absurd_bdat_size_closes_the_connection() {
     mx(&with_ehlo(
