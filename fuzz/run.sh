@@ -11,7 +11,9 @@
 # checked-in seed corpus (fuzz/corpus/<target>) is only read: what the run
 # finds goes to a scratch directory, unless FUZZ_KEEP_CORPUS=1, when new
 # inputs are added to fuzz/corpus/<target> (for long runs, then minimise with
-# `cargo fuzz cmin`).
+# `cargo fuzz cmin`). FUZZ_WORK=DIR keeps what the run finds in DIR/<target>
+# instead (outside the repository), and the logs in DIR/<target>.log, so that
+# long runs resume from where the last one stopped.
 
 set -euo pipefail
 
@@ -47,6 +49,9 @@ for target in "${TARGETS[@]}"; do
     mkdir -p "$seeds"
     if [ "${FUZZ_KEEP_CORPUS:-}" = 1 ]; then
         dirs=("$seeds")
+    elif [ -n "${FUZZ_WORK:-}" ]; then
+        mkdir -p "$FUZZ_WORK/$target"
+        dirs=("$FUZZ_WORK/$target" "$seeds")
     else
         mkdir -p "$scratch/$target"
         dirs=("$scratch/$target" "$seeds")
@@ -57,7 +62,7 @@ for target in "${TARGETS[@]}"; do
         args+=(-dict="${DICT[$target]}")
     fi
     echo "== fuzz $target for ${SECONDS_EACH}s"
-    log=$scratch/$target.log
+    log=${FUZZ_WORK:-$scratch}/$target.log
     status=0
     nice -n 19 cargo +nightly fuzz run "${BUILD_FLAGS[@]}" "$target" "${dirs[@]}" -- "${args[@]}" \
         >"$log" 2>&1 || status=$?
