@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pochta_auth::{AuthError, Authenticator};
-use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded};
+use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded, Progress};
 use pochta_proto_imap::frame::FrameLimits;
 use pochta_proto_imap::session::{Action, AuthVerdict, Executed, Session, SessionConfig};
 use pochta_store::Store;
@@ -70,6 +70,7 @@ impl ImapServer {
         Arc::new(ImapServer {
             exec_settings: Arc::new(ImapSettings {
                 max_append: settings.max_message_size,
+                light: Arc::new(pochta_store::LightRegistry::new()),
             }),
             settings,
             store,
@@ -144,6 +145,7 @@ impl ImapServer {
                 .map(|e| e.account().address.key())
                 .unwrap_or_default(),
             commands,
+            errors = session.errors(),
             secs = started.elapsed().as_secs_f32(),
             end,
             "connection closed"
@@ -163,9 +165,15 @@ impl ImapServer {
     ) -> &'static str {
         let mut input = Vec::with_capacity(8 * 1024);
         let mut shutdown_seen = false;
+        // The timeouts count from the client's last progress, not its last
+        // byte (slow-loris; see pochta_net::Progress).
+        let mut progress = Progress::new();
         loop {
             match session.poll() {
                 Action::NeedInput => {
+                    if !session.output.is_empty() {
+                        progress.answered();
+                    }
                     if !flush(t, session).await {
                         return "write failed";
                     }
@@ -176,12 +184,15 @@ impl ImapServer {
                     };
                     input.clear();
                     tokio::select! {
-                        r = tokio::time::timeout(idle, t.read(&mut input)) => match r {
+                        r = tokio::time::timeout(progress.wait(idle), t.read(&mut input)) => match r {
                             Ok(Ok(0)) => {
                                 session.eof();
                                 return "client closed";
                             }
-                            Ok(Ok(_)) => session.feed(&input),
+                            Ok(Ok(_)) => {
+                                progress.received(input.len());
+                                session.feed(&input);
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, "read failed");
                                 return "read failed";

@@ -8,11 +8,13 @@ pub mod client_tls;
 mod conn;
 mod limits;
 mod listen;
+mod progress;
 pub mod tls;
 
 pub use conn::{Conn, TlsDetails, acceptor};
 pub use limits::{ConnGuard, ConnLimiter, LimitExceeded};
 pub use listen::{AcceptOptions, accept_loop};
+pub use progress::{PROGRESS_OCTETS, Progress};
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pochta_auth::{AuthError, Authenticator};
-use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded};
+use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded, Progress};
 use pochta_proto_pop3::{
     Action, AuthVerdict, MaildropEntry, MaildropError, Session, SessionConfig,
 };
@@ -181,19 +181,28 @@ impl Pop3Server {
         let mut account: Option<AccountId> = None;
         let idle = self.settings.idle_timeout.max(MIN_IDLE);
         let mut shutdown_seen = false;
+        // The timeout counts from the client's last progress, not its last
+        // byte (slow-loris; see pochta_net::Progress).
+        let mut progress = Progress::new();
         loop {
             match session.poll() {
                 Action::NeedInput => {
+                    if !session.output.is_empty() {
+                        progress.answered();
+                    }
                     if !flush(conn, session).await {
                         return "write failed";
                     }
                     tokio::select! {
-                        r = tokio::time::timeout(idle, conn.read(&mut buf)) => match r {
+                        r = tokio::time::timeout(progress.wait(idle), conn.read(&mut buf)) => match r {
                             Ok(Ok(0)) => {
                                 session.eof();
                                 return "client closed";
                             }
-                            Ok(Ok(n)) => session.feed(&buf[..n]),
+                            Ok(Ok(n)) => {
+                                progress.received(n);
+                                session.feed(&buf[..n]);
+                            }
                             Ok(Err(_)) => return "read failed",
                             Err(_) => {
                                 session.output.extend_from_slice(b"-ERR Autologout; idle for too long\r\n");

@@ -183,6 +183,12 @@ impl Session {
         self.tls
     }
 
+    /// Commands answered BAD so far (malformed, over a limit): for the
+    /// connection's log line, where abuse shows.
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
     /// Appends received bytes.
     pub fn feed(&mut self, bytes: &[u8]) {
         if !matches!(self.mode, Mode::Closed) {

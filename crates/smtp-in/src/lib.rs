@@ -16,7 +16,7 @@ use pochta_delivery::{
     DeliveryError, Incoming, LocalDelivery, RecipientCheck, RecipientDsn, Trace,
 };
 use pochta_msgauth::Checker;
-use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded};
+use pochta_net::{CancellationToken, Conn, ConnGuard, LimitExceeded, Progress};
 use pochta_proto_smtp::{
     Action, AuthVerdict, DeliveryVerdict, Mode, RcptVerdict, Reply, SenderVerdict, Session,
     SessionConfig, TlsInfo, Transaction,
@@ -224,9 +224,15 @@ impl SmtpServer {
     ) -> &'static str {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut shutdown_seen = false;
+        // The timeouts count from the client's last progress, not its last
+        // byte (slow-loris; see pochta_net::Progress).
+        let mut progress = Progress::new();
         loop {
             match session.poll() {
                 Action::NeedInput => {
+                    if !session.output.is_empty() {
+                        progress.answered();
+                    }
                     if !self.flush(conn, session).await {
                         return "write failed";
                     }
@@ -236,12 +242,15 @@ impl SmtpServer {
                         self.settings.command_timeout
                     };
                     tokio::select! {
-                        r = tokio::time::timeout(idle, conn.read(&mut buf)) => match r {
+                        r = tokio::time::timeout(progress.wait(idle), conn.read(&mut buf)) => match r {
                             Ok(Ok(0)) => {
                                 session.eof();
                                 return "client closed";
                             }
-                            Ok(Ok(n)) => session.feed(&buf[..n]),
+                            Ok(Ok(n)) => {
+                                progress.received(n);
+                                session.feed(&buf[..n]);
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, "read failed");
                                 return "read failed";
