@@ -78,6 +78,8 @@ impl<'a> Output<'a> {
 pub struct ImapSettings {
     /// APPENDLIMIT: the largest message APPEND accepts.
     pub max_append: u64,
+    /// The light-metadata caches the sessions share (one per searched mailbox).
+    pub light: Arc<pochta_store::LightRegistry>,
 }
 
 /// Extensions the client has switched on (ENABLE, or implied by commands).

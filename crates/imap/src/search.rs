@@ -6,7 +6,9 @@ use pochta_proto_imap::encode;
 use pochta_proto_imap::search::{self as matcher, Matcher, SearchContext};
 use pochta_proto_imap::types::*;
 use pochta_proto_imap::view::MessageView;
-use pochta_store::{LightCache, MessageRecord, Uid};
+use std::sync::Arc;
+
+use pochta_store::{MessageRecord, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output};
 use crate::fetch::view;
@@ -44,40 +46,48 @@ fn uses_modseq(key: &SearchKey) -> bool {
 }
 
 impl Executor {
-    /// Loads the selected mailbox's [`LightCache`] (what SEARCH, SORT and
-    /// THREAD read; the session keeps it while the mailbox stays selected),
-    /// or brings it up to date from the change log.
-    async fn refresh_light(&mut self) -> Result<(), Fail> {
+    /// The selected mailbox's light records (what SEARCH, SORT and THREAD
+    /// read), from the [`pochta_store::SharedLight`] every session with this mailbox
+    /// selected shares, loaded by the first of them and brought up to date
+    /// from the change log when a change was published.
+    async fn refresh_light(&mut self) -> Result<Arc<Vec<MessageRecord>>, Fail> {
         let account = self.account.id;
+        let notified = *self.notified.borrow();
+        let registry = self.settings.light.clone();
         let Some(sel) = self.selected.as_mut() else {
             return Err(Fail::Bad("No mailbox selected".into()));
         };
         let mailbox = sel.id;
-        let notified = *self.notified.borrow();
-        match sel.light.as_mut().filter(|c| c.mailbox() == Some(mailbox)) {
-            // Nothing published past the cache's state: nothing to patch.
-            Some(cache) if notified <= cache.known() => {}
-            Some(cache) => cache.refresh(self.store.as_ref()).await?,
+        let shared = match sel
+            .light
+            .as_ref()
+            .filter(|c| c.scope() == (account, Some(mailbox)))
+        {
+            Some(shared) => shared.clone(),
             None => {
-                sel.light =
-                    Some(LightCache::load(self.store.as_ref(), account, Some(mailbox)).await?);
+                let shared = registry.get(account, Some(mailbox));
+                sel.light = Some(shared.clone());
+                shared
             }
-        }
-        Ok(())
+        };
+        Ok(shared.records(self.store.as_ref(), Some(notified)).await?)
     }
 
     /// Runs the criteria over the selected mailbox; hits in UID order. Their
-    /// `index` points into the selection's [`LightCache`] records.
-    async fn matching(&mut self, key: &SearchKey) -> Result<Vec<Hit>, Fail> {
+    /// `index` points into the records returned with them.
+    async fn matching(
+        &mut self,
+        key: &SearchKey,
+    ) -> Result<(Vec<Hit>, Arc<Vec<MessageRecord>>), Fail> {
         let account = self.account.id;
         if uses_modseq(key) {
             self.enabled.condstore = true;
         }
-        self.refresh_light().await?;
+        let snapshot = self.refresh_light().await?;
         let Some(sel) = self.selected.as_ref() else {
             return Err(Fail::Bad("No mailbox selected".into()));
         };
-        let records: &[MessageRecord] = sel.light.as_ref().map_or(&[], |c| c.records());
+        let records: &[MessageRecord] = &snapshot;
         let compiled = Matcher::new(key);
         let ctx = SearchContext {
             max_msn: sel.exists(),
@@ -132,23 +142,7 @@ impl Executor {
                 }
             }
         }
-        Ok(hits)
-    }
-
-    /// The IMAP views of the hits, from the selection's [`LightCache`].
-    fn hit_views(&self, hits: &[Hit]) -> Vec<MessageView<'_>> {
-        let records: &[MessageRecord] = self
-            .selected
-            .as_ref()
-            .and_then(|s| s.light.as_ref())
-            .map_or(&[], |c| c.records());
-        hits.iter()
-            .filter_map(|h| {
-                records
-                    .get(h.index)
-                    .map(|r| view(&r.summary, h.msn, &r.meta, None))
-            })
-            .collect()
+        Ok((hits, snapshot))
     }
 
     pub(crate) async fn search(
@@ -161,7 +155,7 @@ impl Executor {
         out: &mut Output<'_>,
     ) -> Handled {
         check_charset(charset)?;
-        let hits = self.matching(key).await?;
+        let (hits, _) = self.matching(key).await?;
         let modseq = uses_modseq(key);
         let numbers: Vec<u32> = hits
             .iter()
@@ -238,8 +232,8 @@ impl Executor {
         out: &mut Output<'_>,
     ) -> Handled {
         check_charset(Some(charset))?;
-        let hits = self.matching(key).await?;
-        let views = self.hit_views(&hits);
+        let (hits, records) = self.matching(key).await?;
+        let views = hit_views(&records, &hits);
         let order = pochta_proto_imap::sort::sort(&views, criteria);
         let numbers: Vec<u32> = order
             .iter()
@@ -275,8 +269,8 @@ impl Executor {
         out: &mut Output<'_>,
     ) -> Handled {
         check_charset(Some(charset))?;
-        let hits = self.matching(key).await?;
-        let views = self.hit_views(&hits);
+        let (hits, records) = self.matching(key).await?;
+        let views = hit_views(&records, &hits);
         let threads = pochta_proto_imap::thread::thread(&views, algorithm);
         out.buf.extend_from_slice(b"* THREAD ");
         pochta_proto_imap::thread::write_threads(&mut out.buf, &threads, uid);
@@ -341,4 +335,15 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The IMAP views of the hits, from the records [`Executor::matching`] returned.
+fn hit_views<'a>(records: &'a [MessageRecord], hits: &[Hit]) -> Vec<MessageView<'a>> {
+    hits.iter()
+        .filter_map(|h| {
+            records
+                .get(h.index)
+                .map(|r| view(&r.summary, h.msn, &r.meta, None))
+        })
+        .collect()
 }

@@ -86,7 +86,7 @@ impl Executor {
             mailbox.highest_modseq,
         );
         sel.learn_keywords(&mailbox.keywords);
-        sel.light = light.filter(|c| c.mailbox() == Some(mailbox.id));
+        sel.light = light.filter(|c| c.scope() == (account, Some(mailbox.id)));
         let b = &mut out.buf;
         write_flags_line(b, &sel.keywords);
         b.extend_from_slice(format!("* {} EXISTS\r\n", sel.exists()).as_bytes());

@@ -56,10 +56,11 @@ pub struct Selected {
     pub saved: Option<Vec<Uid>>,
     /// Keywords the client was told about in FLAGS, beyond the common ones.
     pub keywords: Vec<String>,
-    /// What SEARCH, SORT and THREAD read, kept between commands (see
-    /// [`pochta_store::LightCache`]); loaded by the first of them. Selecting
-    /// the same mailbox again keeps it (mailbox ids are never reused).
-    pub light: Option<pochta_store::LightCache>,
+    /// What SEARCH, SORT and THREAD read, shared with every session that has
+    /// this mailbox selected (see [`pochta_store::SharedLight`]); taken by the
+    /// first of them. Selecting the same mailbox again keeps it (mailbox ids
+    /// are never reused).
+    pub light: Option<std::sync::Arc<pochta_store::SharedLight>>,
 }
 
 /// What [`Selected::announce`] wants the caller to finish: FETCH FLAGS for these.

@@ -904,3 +904,45 @@ async fn logout() {
     );
     assert!(c.closed);
 }
+
+#[tokio::test]
+async fn sessions_on_one_mailbox_share_one_search_cache() {
+    // What SEARCH reads is kept once per mailbox, not once per session, and
+    // is let go when the last session that used it is gone.
+    let w = world3().await;
+    let mut a = w.client();
+    let mut b = w.client();
+    a.login().await;
+    b.login().await;
+    a.send("a1 SELECT INBOX").await;
+    b.send("b1 SELECT INBOX").await;
+    assert_eq!(w.settings.light.live(), 0, "nothing loaded before a search");
+    a.send("a2 UID SEARCH FLAGGED").await;
+    b.send("b2 UID SEARCH FLAGGED").await;
+    assert_eq!(w.settings.light.live(), 1, "one cache for INBOX");
+    // A change by one session shows in the other's search of the shared cache.
+    b.send("b3 UID STORE 3 +FLAGS.SILENT (\\Flagged)").await;
+    expect(
+        &a.send("a3 UID SEARCH FLAGGED").await,
+        &[
+            "* SEARCH 3",
+            "* 3 FETCH (UID 3 FLAGS (\\Flagged))",
+            "a3 OK SEARCH completed",
+        ],
+    );
+    expect(
+        &b.send("b4 UID SEARCH FLAGGED").await,
+        &["* SEARCH 3", "b4 OK SEARCH completed"],
+    );
+    b.send("b5 SELECT Archive").await;
+    b.send("b6 SEARCH ALL").await;
+    assert_eq!(w.settings.light.live(), 2, "INBOX and Archive");
+    drop(a);
+    assert_eq!(
+        w.settings.light.live(),
+        1,
+        "INBOX let go with its last session"
+    );
+    drop(b);
+    assert_eq!(w.settings.light.live(), 0);
+}

@@ -31,7 +31,7 @@ use pochta_addr::Address;
 use tokio::sync::watch;
 
 pub use error::{Result, StoreError};
-pub use light::{LIGHT_PATCH_LIMIT, LightCache};
+pub use light::{LIGHT_PATCH_LIMIT, LightCache, LightRegistry, SharedLight};
 pub use notify::{ChangeNotifier, LocalNotifier};
 pub use sqlite::SqliteStore;
 pub use sqlite::check::{CheckOptions, CheckReport, CheckStats, Problem, ProblemKind};

@@ -130,3 +130,106 @@ impl std::fmt::Debug for LightCache {
             .finish()
     }
 }
+
+/// A mailbox of an account, or (`None`) the whole account.
+type Scope = (AccountId, Option<MailboxId>);
+
+/// One [`LightCache`] shared by every session working on the same scope
+/// (IMAP sessions with the mailbox selected, JMAP requests): a user's mail
+/// program often keeps several connections on one mailbox, and a copy of
+/// 1.5 KiB a message for each of them is what made a 1 000-session soak grow
+/// by half a gigabyte. Get one from a [`LightRegistry`].
+pub struct SharedLight {
+    scope: Scope,
+    cache: tokio::sync::Mutex<Option<LightCache>>,
+}
+
+impl SharedLight {
+    /// The scope's records, loaded on first use and otherwise brought up to
+    /// date from the change log, unless `notified` (the latest state the
+    /// caller heard of from the change notifier) says nothing happened since.
+    /// Concurrent callers load or refresh once; the others wait for it.
+    ///
+    /// Hold the snapshot only for the command or request at hand: while one
+    /// is held, the next refresh copies the records.
+    pub async fn records(
+        &self,
+        store: &dyn Store,
+        notified: Option<ModSeq>,
+    ) -> Result<Arc<Vec<MessageRecord>>> {
+        let mut guard = self.cache.lock().await;
+        match guard.as_mut() {
+            Some(c) if notified.is_some_and(|n| n <= c.known()) => {}
+            Some(c) => c.refresh(store).await?,
+            None => *guard = Some(LightCache::load(store, self.scope.0, self.scope.1).await?),
+        }
+        Ok(guard.as_ref().map(LightCache::snapshot).unwrap_or_default())
+    }
+
+    /// The account and mailbox (`None`: every mailbox) of the records.
+    pub fn scope(&self) -> (AccountId, Option<MailboxId>) {
+        self.scope
+    }
+}
+
+impl std::fmt::Debug for SharedLight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLight")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Hands out the [`SharedLight`] of a scope: the same one to everybody while
+/// anybody holds it, dropped (memory returned) when the last holder lets go.
+#[derive(Default)]
+pub struct LightRegistry {
+    scopes: std::sync::Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    map: std::collections::HashMap<Scope, std::sync::Weak<SharedLight>>,
+    /// Entries after the last sweep of dead ones: the next sweep is due at twice that.
+    swept_at: usize,
+}
+
+impl LightRegistry {
+    /// An empty registry.
+    pub fn new() -> LightRegistry {
+        LightRegistry::default()
+    }
+
+    /// The shared cache of `mailbox` of `account` (`None`: the whole account).
+    pub fn get(&self, account: AccountId, mailbox: Option<MailboxId>) -> Arc<SharedLight> {
+        let scope = (account, mailbox);
+        let mut r = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = r.map.get(&scope).and_then(std::sync::Weak::upgrade) {
+            return live;
+        }
+        if r.map.len() >= 2 * r.swept_at.max(32) {
+            r.map.retain(|_, w| w.strong_count() > 0);
+            r.swept_at = r.map.len();
+        }
+        let fresh = Arc::new(SharedLight {
+            scope,
+            cache: tokio::sync::Mutex::new(None),
+        });
+        r.map.insert(scope, Arc::downgrade(&fresh));
+        fresh
+    }
+
+    /// Scopes with a live cache (for tests and diagnostics).
+    pub fn live(&self) -> usize {
+        let r = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        r.map.values().filter(|w| w.strong_count() > 0).count()
+    }
+}
+
+impl std::fmt::Debug for LightRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LightRegistry")
+            .field("live", &self.live())
+            .finish()
+    }
+}

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "secret";
 pub struct World {
     pub _dir: tempfile::TempDir,
     pub store: Arc<dyn Store>,
+    /// Shared by every client's sessions, as the server shares it.
+    pub settings: Arc<ImapSettings>,
 }
 
 impl World {
@@ -31,7 +33,14 @@ impl World {
             })
             .await
             .unwrap();
-        World { _dir: dir, store }
+        World {
+            _dir: dir,
+            store,
+            settings: Arc::new(ImapSettings {
+                max_append: 1_000_000,
+                light: Arc::new(pochta_store::LightRegistry::new()),
+            }),
+        }
     }
 
     pub async fn deliver(&self, raw: &str) {
@@ -56,17 +65,18 @@ impl World {
 
     /// A session already past TLS (tests of TLS rules use `client_plain`).
     pub fn client(&self) -> Client {
-        Client::new(self.store.clone(), true)
+        Client::new(self.store.clone(), self.settings.clone(), true)
     }
 
     pub fn client_plain(&self) -> Client {
-        Client::new(self.store.clone(), false)
+        Client::new(self.store.clone(), self.settings.clone(), false)
     }
 }
 
 /// One connection.
 pub struct Client {
     store: Arc<dyn Store>,
+    settings: Arc<ImapSettings>,
     pub session: Session,
     exec: Option<Executor>,
     pub closed: bool,
@@ -74,7 +84,7 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(store: Arc<dyn Store>, tls: bool) -> Client {
+    fn new(store: Arc<dyn Store>, settings: Arc<ImapSettings>, tls: bool) -> Client {
         let cfg = SessionConfig {
             starttls: true,
             limits: FrameLimits::default().with_append_limit(1_000_000),
@@ -84,6 +94,7 @@ impl Client {
         };
         Client {
             store,
+            settings,
             session: Session::new(cfg, tls),
             exec: None,
             closed: false,
@@ -133,9 +144,7 @@ impl Client {
                                 self.exec = Some(Executor::new(
                                     self.store.clone(),
                                     a,
-                                    Arc::new(ImapSettings {
-                                        max_append: 1_000_000,
-                                    }),
+                                    self.settings.clone(),
                                 ));
                                 AuthVerdict::Accept
                             }
