@@ -84,8 +84,12 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         auth.clone(),
         Some(acceptor.clone()),
     );
+    // One set of search caches for IMAP and JMAP: a mailbox searched over
+    // both is kept in memory once.
+    let light = std::sync::Arc::new(pochta_store::LightRegistry::new());
     let imap = ImapServer::new(
         ImapServerSettings {
+            light: light.clone(),
             hostname: config.hostname.clone(),
             max_message_size: config.limits.message_size,
             login_timeout: config.limits.command_timeout,
@@ -101,6 +105,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         JmapSettings {
             max_message_size: config.limits.message_size,
             max_recipients: config.limits.recipients,
+            light_registry: light,
             ..JmapSettings::new(config.hostname.clone())
         },
     );

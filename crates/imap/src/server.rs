@@ -34,6 +34,9 @@ pub struct ImapServerSettings {
     pub login_timeout: Duration,
     /// BAD responses before the connection is closed.
     pub max_errors: u32,
+    /// Where sessions get their shared search caches (the server passes JMAP
+    /// the same one).
+    pub light: Arc<pochta_store::LightRegistry>,
 }
 
 /// Shared state of the IMAP listeners.
@@ -70,7 +73,7 @@ impl ImapServer {
         Arc::new(ImapServer {
             exec_settings: Arc::new(ImapSettings {
                 max_append: settings.max_message_size,
-                light: Arc::new(pochta_store::LightRegistry::new()),
+                light: settings.light.clone(),
             }),
             settings,
             store,

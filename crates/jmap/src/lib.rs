@@ -47,6 +47,9 @@ pub struct JmapSettings {
     pub max_message_size: u64,
     /// Most recipients per submission.
     pub max_recipients: usize,
+    /// The light-metadata caches, shared with IMAP when the server passes
+    /// the same registry to both (a mailbox searched over both is kept once).
+    pub light_registry: Arc<pochta_store::LightRegistry>,
 }
 
 impl JmapSettings {
@@ -57,6 +60,7 @@ impl JmapSettings {
             core: CoreCapability::default(),
             max_message_size: 50 << 20,
             max_recipients: 100,
+            light_registry: Arc::default(),
         }
     }
 }
@@ -89,11 +93,12 @@ impl Jmap {
         delivery: Arc<LocalDelivery>,
         settings: JmapSettings,
     ) -> Arc<Jmap> {
+        let light = light::LightCaches::new(settings.light_registry.clone());
         Arc::new(Jmap {
             store,
             delivery,
             settings,
-            light: light::LightCaches::default(),
+            light,
         })
     }
 

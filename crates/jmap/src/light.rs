@@ -3,7 +3,7 @@
 //! A query with a header condition (`from`, `subject`, `text`…) or a header
 //! sort needs the light metadata of every candidate: reading and decoding it
 //! for a 100 000-message mailbox takes seconds, and clients run such queries
-//! again and again. [`LightCaches`] keeps a [`LightCache`] (the same one IMAP
+//! again and again. [`LightCaches`] keeps a [`SharedLight`] (the same one IMAP
 //! SEARCH keeps per selected mailbox) for the few scopes (a mailbox, or a
 //! whole account) queried last, shared by all requests and brought up to
 //! date from the change log at each use.
@@ -15,8 +15,9 @@
 
 use std::sync::{Arc, Mutex as SyncMutex};
 
-use pochta_store::{AccountId, LightCache, MailboxId, MessageRecord, Result, Store};
-use tokio::sync::Mutex;
+use pochta_store::{
+    AccountId, LightRegistry, MailboxId, MessageRecord, Result, SharedLight, Store,
+};
 
 /// Scopes kept at most.
 pub const MAX_SCOPES: usize = 8;
@@ -29,16 +30,18 @@ type Scope = (AccountId, Option<MailboxId>);
 
 struct Slot {
     scope: Scope,
-    cache: Arc<Mutex<Option<LightCache>>>,
+    cache: Arc<SharedLight>,
     /// Messages in the cache after its last use.
     messages: usize,
 }
 
 /// The light-metadata caches of the JMAP service; see the module documentation.
-#[derive(Default)]
 pub struct LightCaches {
     /// Most recently used last.
     slots: SyncMutex<Vec<Slot>>,
+    /// Where the caches come from: the same one as IMAP's, so that a mailbox
+    /// both search is kept once.
+    registry: Arc<LightRegistry>,
 }
 
 impl std::fmt::Debug for LightCaches {
@@ -51,6 +54,14 @@ impl std::fmt::Debug for LightCaches {
 }
 
 impl LightCaches {
+    /// Caches taken from `registry`.
+    pub fn new(registry: Arc<LightRegistry>) -> LightCaches {
+        LightCaches {
+            slots: SyncMutex::default(),
+            registry,
+        }
+    }
+
     /// The messages of `mailbox` (`None`: of the whole account) with their
     /// light metadata, up to date with the change log: what
     /// [`Store::light_records`] (or [`Store::account_light_records`]) returns,
@@ -63,26 +74,19 @@ impl LightCaches {
     ) -> Result<Arc<Vec<MessageRecord>>> {
         let scope = (account, mailbox);
         let cache = self.slot(scope);
-        let snapshot = {
-            let mut guard = cache.lock().await;
-            match guard.as_mut() {
-                Some(c) => c.refresh(store).await?,
-                None => *guard = Some(LightCache::load(store, account, mailbox).await?),
-            }
-            guard.as_ref().map(LightCache::snapshot).unwrap_or_default()
-        };
+        let snapshot = cache.records(store, None).await?;
         self.used(scope, &cache, snapshot.len());
         Ok(snapshot)
     }
 
     /// The slot of `scope`, made the most recently used (created if needed).
-    fn slot(&self, scope: Scope) -> Arc<Mutex<Option<LightCache>>> {
+    fn slot(&self, scope: Scope) -> Arc<SharedLight> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = match slots.iter().position(|s| s.scope == scope) {
             Some(i) => slots.remove(i),
             None => Slot {
                 scope,
-                cache: Arc::default(),
+                cache: self.registry.get(scope.0, scope.1),
                 messages: 0,
             },
         };
@@ -93,7 +97,7 @@ impl LightCaches {
 
     /// Records the size of `scope`'s cache after a use and drops the least
     /// recently used scopes beyond the bounds.
-    fn used(&self, scope: Scope, cache: &Arc<Mutex<Option<LightCache>>>, messages: usize) {
+    fn used(&self, scope: Scope, cache: &Arc<SharedLight>, messages: usize) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = slots
             .iter_mut()
