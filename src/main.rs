@@ -18,6 +18,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+/// mimalloc instead of glibc's malloc: under a long load glibc's per-thread
+/// arenas kept what the sessions had freed (a 1 000-session soak ended with
+/// 139 MiB that only `malloc_trim` gave back), and allocation is a fifth of
+/// the CPU of an IMAP FETCH of envelopes. mimalloc returns freed pages to the
+/// system on its own and allocates faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use pochta_config::{Config, LogFormat};
 
