@@ -414,3 +414,36 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&p, bytes).expect("write file");
     p
 }
+
+/// A slow-loris client: connects to `port` and sends `payload` one byte every
+/// 200 ms (reading whatever comes back) until the server's answers contain
+/// `until`, it closes the connection, or the payload is sent. Returns what the
+/// server sent and how long it took.
+#[allow(dead_code)] // not every test binary trickles
+pub fn trickle(port: u16, payload: &[u8], until: &[u8]) -> (String, std::time::Duration) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    for &b in payload {
+        if stream.write_all(&[b]).is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if got.windows(until.len()).any(|w| w == until) {
+            break;
+        }
+    }
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}

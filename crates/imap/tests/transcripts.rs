@@ -594,10 +594,9 @@ async fn sort_and_thread() {
     );
 }
 
-#[tokio::test]
-async fn searches_see_every_change_since_the_last_search() {
-    // The session keeps what SEARCH and SORT read between commands (and across a
-    // new SELECT of the same mailbox): each change by anyone must still show.
+/// Three delivered messages, and two logged-in sessions with INBOX selected
+/// (tags a1 and b1 used).
+async fn two_sessions_in_inbox() -> (World, Client, Client) {
     let w = world3().await;
     let mut a = w.client();
     let mut b = w.client();
@@ -605,6 +604,14 @@ async fn searches_see_every_change_since_the_last_search() {
     b.login().await;
     a.send("a1 SELECT INBOX").await;
     b.send("b1 SELECT INBOX").await;
+    (w, a, b)
+}
+
+#[tokio::test]
+async fn searches_see_every_change_since_the_last_search() {
+    // The session keeps what SEARCH and SORT read between commands (and across a
+    // new SELECT of the same mailbox): each change by anyone must still show.
+    let (w, mut a, mut b) = two_sessions_in_inbox().await;
     expect(
         &a.send("a2 UID SEARCH FLAGGED").await,
         &["* SEARCH", "a2 OK SEARCH completed"],
@@ -695,13 +702,7 @@ async fn expunge_copy_move() {
 
 #[tokio::test]
 async fn other_sessions_changes_arrive_at_allowed_moments() {
-    let w = world3().await;
-    let mut a = w.client();
-    let mut b = w.client();
-    a.login().await;
-    b.login().await;
-    a.send("a1 SELECT INBOX").await;
-    b.send("b1 SELECT INBOX").await;
+    let (w, mut a, mut b) = two_sessions_in_inbox().await;
     // A flags a message: B hears of it at its next command.
     a.send("a2 STORE 2 +FLAGS (\\Flagged)").await;
     expect(
@@ -909,13 +910,7 @@ async fn logout() {
 async fn sessions_on_one_mailbox_share_one_search_cache() {
     // What SEARCH reads is kept once per mailbox, not once per session, and
     // is let go when the last session that used it is gone.
-    let w = world3().await;
-    let mut a = w.client();
-    let mut b = w.client();
-    a.login().await;
-    b.login().await;
-    a.send("a1 SELECT INBOX").await;
-    b.send("b1 SELECT INBOX").await;
+    let (w, mut a, mut b) = two_sessions_in_inbox().await;
     assert_eq!(w.settings.light.live(), 0, "nothing loaded before a search");
     a.send("a2 UID SEARCH FLAGGED").await;
     b.send("b2 UID SEARCH FLAGGED").await;

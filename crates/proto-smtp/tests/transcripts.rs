@@ -681,22 +681,28 @@ S: 554 5.5.1 No valid recipients
     ));
 }
 
-#[test]
-fn bdat_over_the_limit_is_552_after_the_chunk() {
-    let chunk = "a".repeat(1001);
+/// A one-chunk BDAT message refused as over the 1000-octet limit of `mx`,
+/// after which the session goes on.
+fn assert_bdat_too_big(chunk: &str) {
     let m = mx(&with_ehlo(&format!(
         "
 C: MAIL FROM:<a@remote.example>
 C: RCPT TO:<alice@example.com>
-C~ BDAT 1001 LAST\\r\\n{chunk}
+C~ BDAT {} LAST\\r\\n{chunk}
 C: NOOP
 S: 250 2.1.0 Sender OK
 S: 250 2.1.5 Recipient OK
 S: 552 5.3.4 Message size exceeds fixed maximum message size (1000 octets)
 S: 250 2.0.0 OK
-"
+",
+        chunk.len()
     )));
     assert!(m.delivered.is_empty());
+}
+
+#[test]
+fn bdat_over_the_limit_is_552_after_the_chunk() {
+    assert_bdat_too_big(&"a".repeat(1001));
 }
 
 /// Regression (fuzz/smtp_session): the CRLF added to a message that does not
@@ -704,20 +710,7 @@ S: 250 2.0.0 OK
 /// that ends with CRLF is accepted.
 #[test]
 fn fuzz_bdat_final_line_end_counts_against_the_limit() {
-    let chunk = "a".repeat(1000);
-    let m = mx(&with_ehlo(&format!(
-        "
-C: MAIL FROM:<a@remote.example>
-C: RCPT TO:<alice@example.com>
-C~ BDAT 1000 LAST\\r\\n{chunk}
-C: NOOP
-S: 250 2.1.0 Sender OK
-S: 250 2.1.5 Recipient OK
-S: 552 5.3.4 Message size exceeds fixed maximum message size (1000 octets)
-S: 250 2.0.0 OK
-"
-    )));
-    assert!(m.delivered.is_empty());
+    assert_bdat_too_big(&"a".repeat(1000));
     let chunk = format!("{}\\r\\n", "a".repeat(998));
     let m = mx(&with_ehlo(&format!(
         "

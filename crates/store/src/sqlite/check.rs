@@ -1121,6 +1121,18 @@ mod tests {
         SqliteStore::check(dir.path(), &CheckOptions::default()).unwrap()
     }
 
+    /// A check that parses every message.
+    fn full_check(dir: &tempfile::TempDir) -> CheckReport {
+        SqliteStore::check(
+            dir.path(),
+            &CheckOptions {
+                full: true,
+                parse_sample: 0,
+            },
+        )
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_healthy_store_passes_also_while_it_is_open() {
         let (dir, _store) = populated().await;
@@ -1335,14 +1347,7 @@ mod tests {
                 [],
             )
             .unwrap();
-        let r = SqliteStore::check(
-            dir.path(),
-            &CheckOptions {
-                full: true,
-                parse_sample: 0,
-            },
-        )
-        .unwrap();
+        let r = full_check(&dir);
         assert!(r.has(ProblemKind::Parse), "{:?}", r.problems);
         assert_eq!(r.stats.parse_failures, 1);
         assert_eq!(r.stats.parsed, 12);
@@ -1397,14 +1402,7 @@ mod tests {
         let metas = |r: &[MessageRecord]| r.iter().map(|r| r.meta.clone()).collect::<Vec<_>>();
         assert_eq!(metas(&after), metas(&before));
         assert_eq!(metas(&light_after), metas(&light_before));
-        let r = SqliteStore::check(
-            dir.path(),
-            &CheckOptions {
-                full: true,
-                parse_sample: 0,
-            },
-        )
-        .unwrap();
+        let r = full_check(&dir);
         assert!(r.is_ok(), "{:?}", r.problems);
         assert_eq!(r.stats.parse_failures, 0);
     }
