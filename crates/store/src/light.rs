@@ -109,11 +109,6 @@ impl LightCache {
         self.known
     }
 
-    /// The records: in UID order for a mailbox, in id order for an account.
-    pub fn records(&self) -> &[MessageRecord] {
-        &self.records
-    }
-
     /// The records as they are now, to use without holding the cache.
     pub fn snapshot(&self) -> Arc<Vec<MessageRecord>> {
         Arc::clone(&self.records)
