@@ -99,30 +99,32 @@ import multiprocessing
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (the helpers the benchmarks share)
+from benchlib import (  # noqa: E402
+    REPO, BenchError, client_context, comm, cpu_now, die, env, kib_field, log, machine_cpu, pochta_binary,
+    start_profiler, stop_pochta, stop_profiler, tree, tree_cpu, wait_port,
+)
+
 PASSWORD = "secret-pass-1"  # the reference stack's password for every user
 BIG_USER = 100
 RS_PORTS = {
     "RS_SMTP": "12525", "RS_SUBMISSION": "12587", "RS_SUBMISSIONS": "12465",
     "RS_IMAP": "12143", "RS_IMAPS": "12993", "RS_POP3": "12110", "RS_POP3S": "12995",
 }
+rs_env = partial(benchlib.rs_env, RS_PORTS)
+rs_cmd = partial(benchlib.rs_cmd, ports=RS_PORTS, timeout=600)
 ALL_WORKLOADS = ("mixed", "big", "idle")
-
-
-def env(name, default):
-    return os.environ.get(name, default)
 
 
 def parse_args():
@@ -180,88 +182,7 @@ def parse_args():
     return a
 
 
-class BenchError(Exception):
-    pass
-
-
-def die(msg):
-    raise BenchError(msg)
-
-
-def log(msg=""):
-    print(msg, flush=True)
-
-
-# ---------------------------------------------------------------- /proc helpers
-
-
-def proc_stat(pid):
-    """(ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2 :].split()
-    return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK, (int(rest[13]) + int(rest[14])) / CLK
-
-
-def tree(root):
-    """PIDs of root and all its descendants (one pass over /proc)."""
-    children = collections.defaultdict(list)
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st:
-                children[st[0]].append(int(d))
-    out, frontier = {root}, [root]
-    while frontier:
-        for c in children.get(frontier.pop(), ()):
-            if c not in out:
-                out.add(c)
-                frontier.append(c)
-    return out
-
-
-def kib_field(path, field):
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def tree_cpu(root):
-    """CPU seconds used by root's tree: live processes plus reaped children."""
-    total = 0.0
-    for pid in tree(root):
-        st = proc_stat(pid)
-        if st:
-            total += st[1] + st[2]
-    return total
-
-
-def machine_cpu():
-    """(process CPU, interrupt CPU, steal) seconds of the whole machine so far."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
-    return (v[0] + v[1] + v[2]) / CLK, (v[5] + v[6]) / CLK, v[7] / CLK
-
-
-def cpu_now():
-    t = os.times()
-    return t.user + t.system
+# ---------------------------------------------------------------- memory of a process tree
 
 
 def memory(root):
@@ -279,19 +200,6 @@ def memory(root):
         c[2] += s
         rss, pss, n = rss + r, pss + s, n + 1
     return {"rss": rss, "pss": pss, "procs": n, "by": dict(by)}
-
-
-def wait_port(host, port, timeout=30.0, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            die(f"the server exited early with status {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    die(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
 # ---------------------------------------------------------------- the messages
@@ -433,14 +341,6 @@ def make_message(kind, user, seq):
 
 class ImapError(Exception):
     pass
-
-
-def client_context():
-    # Unverified, and without loading the system's CA certificates (about 0.1 s of CPU).
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 _CTX = None
@@ -719,19 +619,6 @@ def verify_mailbox(srv, user, box, a, label):
 # ---------------------------------------------------------------- pochta
 
 
-def pochta_binary(a):
-    if a.pochta_bin:
-        b = Path(a.pochta_bin)
-        if not b.is_file():
-            die(f"POCHTA_BIN={b} does not exist")
-        return b
-    log("building pochta (cargo build --release --bin pochta) ...")
-    r = subprocess.run(["cargo", "build", "--release", "--bin", "pochta"], cwd=REPO)
-    if r.returncode != 0:
-        die("cargo build --release failed")
-    return REPO / "target" / "release" / "pochta"
-
-
 def start_pochta(a, binary, work, users, dovecot, http=""):
     """Starts pochta with a fresh data directory and `users`; `http` is the address of
     its JMAP listener ("" for none: this benchmark does not use it)."""
@@ -789,30 +676,7 @@ def launch_pochta(a, binary, cfg):
     return server
 
 
-def stop_pochta(server):
-    if server is None or server.poll() is not None:
-        return
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    server.logfile.close()
-
-
 # ---------------------------------------------------------------- dovecot
-
-
-def rs_env():
-    return {**os.environ, **{k: os.environ.get(k, v) for k, v in RS_PORTS.items()}}
-
-
-def rs_cmd(a, *args):
-    r = subprocess.run([a.reference_stack, *args], capture_output=True, text=True, env=rs_env(), timeout=600)
-    if r.returncode != 0:
-        die(f"reference-stack {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout
 
 
 def doveconf(d, *keys):
@@ -901,35 +765,6 @@ def dovecot_limits(a, dovecot):
         "mail_max_userip_connections": num("mail_max_userip_connections"),
     }
     return cur, now
-
-
-# ---------------------------------------------------------------- profiling
-
-
-def start_profiler(a, work, tag, pid):
-    if a.profile != "perf":
-        return None
-    if shutil.which("perf") is None:
-        die("PROFILE=perf: perf is not installed (apt-get install linux-perf)")
-    out = work / f"perf-{tag}.data"
-    proc = subprocess.Popen(
-        ["perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-q", "-o", str(out), "-p", str(pid)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1.0)
-    return proc, out
-
-
-def stop_profiler(prof):
-    if prof is None:
-        return
-    proc, out = prof
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log(f"    perf data: {out}  (perf report -i {out} --no-children)")
 
 
 # ---------------------------------------------------------------- mixed
@@ -1077,7 +912,7 @@ def workload_mixed(a, work, ps, ds, boxes):
     for run in range(1, a.mixed_runs + 1):
         for srv in ((ps, ds) if run % 2 else (ds, ps)):
             if srv is ps and run == 1:
-                prof = start_profiler(a, work, "mixed", ps["root"])
+                prof = start_profiler(a.profile, ps["root"], None, work / "perf-mixed.data")
             f = mixed_run(a, srv, boxes, users, a.duration, f"{srv['name']} mixed run {run}", run)
             if srv is ps and prof:
                 stop_profiler(prof)
@@ -1228,7 +1063,7 @@ def workload_big(a, work, ps, ds, box):
             for name in order:
                 rng = random.Random(rep)
                 if name == "pochta" and rep == 1:
-                    prof = start_profiler(a, work, "big", ps["root"])
+                    prof = start_profiler(a.profile, ps["root"], None, work / "perf-big.data")
                 t = big_pass(conns[name], chk, rng, appendmsgs[rep % 4], f"{name} big pass {rep}")
                 if name == "pochta" and prof and rep == a.big_runs:
                     stop_profiler(prof)
@@ -1497,16 +1332,8 @@ def raise_fd_limit(a):
     one process; Dovecot a few per process; the idle clients spread theirs over
     IDLE_PROCS processes."""
     need = a.idle_count + 5000 if "idle" in a.workloads else 8192
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(need, soft, hard), max(need, hard)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        die(f"the open-file limit is {soft} (hard {hard}) and cannot be raised: pochta needs about {need} "
-            f"for {a.idle_count} idle connections; lower IDLE_COUNT or raise the limit (ulimit -Hn)")
-    return soft
+    return benchlib.raise_fd_limit(need, f"pochta needs about {need} for {a.idle_count} idle connections; "
+                                         "lower IDLE_COUNT or raise the limit (ulimit -Hn)")
 
 
 def main():

@@ -46,12 +46,10 @@ Settings (environment variable, or the option of the same name in lower case):
 
 import argparse
 import base64
-import collections
 import http.client
 import importlib.util
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -62,6 +60,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from benchlib import (  # noqa: E402  (the helpers the benchmarks share)
+    BenchError, client_context, cpu_now, die, env, kib_field, log, machine_cpu, pochta_binary, stop_pochta,
+    tree_cpu, wait_port,
+)
+
 _spec = importlib.util.spec_from_file_location("imap_load", HERE / "imap-load.py")
 il = importlib.util.module_from_spec(_spec)
 sys.modules["imap_load"] = il  # the loader's worker processes find load_job by module name
@@ -75,10 +79,6 @@ CLIENTS = ("pochta JMAP", "pochta IMAP", "dovecot IMAP")
 JMAP_PROPS = ["from", "subject", "receivedAt", "preview", "keywords", "threadId"]
 SYNC_PROPS = ["threadId", "mailboxIds", "keywords", "receivedAt", "size", "from", "subject", "sentAt"]
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
-
-
-def env(name, default):
-    return os.environ.get(name, default)
 
 
 def parse_args():
@@ -111,10 +111,6 @@ def parse_args():
     return a
 
 
-die = il.die
-log = il.log
-
-
 # ---------------------------------------------------------------- a JMAP client
 
 
@@ -122,7 +118,7 @@ class Jmap:
     """JMAP over one kept-alive HTTPS connection, Basic auth."""
 
     def __init__(self, host, port, user, timeout):
-        self.conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=il.client_context())
+        self.conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=client_context())
         self.auth = "Basic " + base64.b64encode(f"{user}:{il.PASSWORD}".encode()).decode()
         self.host = f"{host}:{port}"
         session = self.get("/.well-known/jmap")
@@ -337,7 +333,7 @@ def run(a):
     work = Path(a.bench_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     il.raise_fd_limit(argparse.Namespace(idle_count=0, workloads=[]))
-    binary = il.pochta_binary(a)
+    binary = pochta_binary(a)
     log(f"jmap-sync: {a.big_count} messages, operations {', '.join(a.ops)}, {a.runs} runs; work dir {work}; "
         f"{os.cpu_count()} CPUs; pochta {binary}")
     log(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -347,7 +343,7 @@ def run(a):
         log("starting Dovecot (reference stack) and pochta ...")
         dovecot = il.start_dovecot(a, work, [USER])
         pochta = il.start_pochta(a, binary, work, [USER], dovecot, http=f"127.0.0.1:{a.http_port}")
-        il.wait_port("127.0.0.1", a.http_port, proc=pochta)
+        wait_port("127.0.0.1", a.http_port, proc=pochta)
         ps = {"name": "pochta", "host": "127.0.0.1", "imap": a.imap_port, "imaps": a.imaps_port, "root": pochta.pid}
         ds = {"name": "dovecot", "host": dovecot["host"], "imap": dovecot["imap"], "imaps": dovecot["imaps"],
               "root": dovecot["master"]}
@@ -380,7 +376,7 @@ def run(a):
         }
         times = {(op, c): [] for op in a.ops for c in CLIENTS}
         counts = {}
-        m0, c0 = il.machine_cpu(), il.tree_cpu(ps["root"]) + il.tree_cpu(ds["root"]) + il.cpu_now()
+        m0, c0 = machine_cpu(), tree_cpu(ps["root"]) + tree_cpu(ds["root"]) + cpu_now()
         t_start = time.monotonic()
         for rep in range(a.runs + 1):
             for op in a.ops:
@@ -393,10 +389,10 @@ def run(a):
                         log(f"  warm-up {op:<7} {c:<13} {1e3 * dt:9.1f} ms")
                     else:
                         times[(op, c)].append(dt)
-        m1, c1 = il.machine_cpu(), il.tree_cpu(ps["root"]) + il.tree_cpu(ds["root"]) + il.cpu_now()
+        m1, c1 = machine_cpu(), tree_cpu(ps["root"]) + tree_cpu(ds["root"]) + cpu_now()
         elapsed = time.monotonic() - t_start
         other = max(0.0, (m1[0] - m0[0]) - (c1 - c0))
-        hwm = il.kib_field(f"/proc/{ps['root']}/status", "VmHWM")
+        hwm = kib_field(f"/proc/{ps['root']}/status", "VmHWM")
         log(f"  measured: {elapsed:.0f} s; other processes used {other:.1f} s of CPU ({other / elapsed:.2f} CPUs); "
             f"pochta VmHWM {hwm / 1024:.0f} MiB; JMAP {jm.requests} requests, {jm.bytes / 1e6:.0f} MB of responses")
         # Printed here: removing 100 000 Maildir files below can take minutes.
@@ -409,7 +405,7 @@ def run(a):
             except Exception:
                 pass
             im.close()
-        il.stop_pochta(pochta)
+        stop_pochta(pochta)
         subprocess.run([a.reference_stack, "stop", str(work / "dovecot")], capture_output=True, env=il.rs_env(),
                        timeout=300)
         if not a.keep:
@@ -449,7 +445,7 @@ def main():
         sys.exit(1)
     try:
         run(a)
-    except il.BenchError as e:
+    except BenchError as e:
         print(f"jmap-sync: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

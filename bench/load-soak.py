@@ -97,9 +97,7 @@ import multiprocessing
 import os
 import random
 import re
-import resource
 import shutil
-import signal
 import smtplib
 import socket
 import ssl
@@ -110,8 +108,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(HERE))
+import benchlib  # noqa: E402  (the helpers the benchmarks share)
+from benchlib import (  # noqa: E402
+    REPO, BenchError, client_context, cpu_now, die, env, log, machine_cpu, proc_stat, raise_fd_limit, stop_pochta,
+    wait_port,
+)
+
 PASSWORD = "soak-pass-1"
 DOMAIN = "example.test"
 
@@ -131,10 +134,6 @@ STEPS = (("noop", 22), ("idle", 18), ("sync", 18), ("read", 18), ("flag", 10),
          ("search", 5), ("status", 4), ("draft", 3), ("move", 2))
 HEADER_ITEMS = ("(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE "
                 "BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID REFERENCES)])")
-
-
-def env(name, default):
-    return os.environ.get(name, default)
 
 
 class Settings:
@@ -172,18 +171,6 @@ class Settings:
             die("WARMUP must be shorter than DURATION")
 
 
-class BenchError(Exception):
-    pass
-
-
-def die(msg):
-    raise BenchError(msg)
-
-
-def log(msg=""):
-    print(msg, flush=True)
-
-
 # ---------------------------------------------------------------- messages
 
 
@@ -213,13 +200,8 @@ def user_addr(u):
 
 
 def proc_cpu(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / CLK
+    st = proc_stat(pid)
+    return st[1] if st else None
 
 
 def status_fields(pid):
@@ -244,14 +226,8 @@ def open_files(pid):
 
 def machine_busy():
     """CPU seconds of the whole machine: (busy including irq, steal)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
-    return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK, v[7] / CLK
-
-
-def cpu_now():
-    t = os.times()
-    return t.user + t.system
+    busy, irq, steal = machine_cpu()
+    return busy + irq, steal
 
 
 def free_port():
@@ -260,43 +236,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            die(f"pochta exited early with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    die(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
-
-
-def raise_fd_limit(need):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(need, soft, hard), max(need, hard)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        die(f"the open-file limit is {soft} and cannot be raised to {need} (ulimit -Hn)")
-    return soft
-
-
 # ---------------------------------------------------------------- the server
 
 
-def pochta_binary(s):
-    if s.pochta_bin:
-        b = Path(s.pochta_bin)
-    else:
-        b = REPO / "target" / "release" / "pochta"
-        if not b.is_file():
-            log("building pochta (cargo build --release --bin pochta) ...")
-            if subprocess.run(["cargo", "build", "--release", "--bin", "pochta"], cwd=REPO).returncode != 0:
-                die("cargo build --release failed")
+def pochta_copy(s):
+    """POCHTA_BIN, or target/release/pochta (built only if missing), copied into
+    BENCH_DIR: a rebuild during the run changes nothing."""
+    b = Path(s.pochta_bin) if s.pochta_bin else benchlib.pochta_binary(s, reuse_built=True)
     if not b.is_file():
         die(f"no pochta binary at {b}")
     copy = s.bench_dir / "pochta"
@@ -351,20 +297,9 @@ level = "info"
                               stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "info"})
     server.logfile = logf
     server.cfg = cfg
-    wait_port(smtp_port, server)
-    wait_port(imaps_port, server)
+    wait_port("127.0.0.1", smtp_port, timeout=60.0, proc=server, what="pochta")
+    wait_port("127.0.0.1", imaps_port, timeout=60.0, proc=server, what="pochta")
     return server
-
-
-def stop_pochta(server):
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    server.logfile.close()
 
 
 # ---------------------------------------------------------------- SMTP: pre-load and stream
@@ -843,13 +778,6 @@ class Session:
             self.counted = False
 
 
-def client_context():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 async def client_main(conn, spec):
     t0 = spec["t0"]
     stats = Stats(t0, spec["warmup"], spec["duration"])
@@ -984,7 +912,7 @@ def main():
         smtp_port, imaps_port = (int(x) for x in s.ports.split(","))
     else:
         smtp_port, imaps_port = free_port(), free_port()
-    binary = pochta_binary(s)
+    binary = pochta_copy(s)
     log(f"load-soak: {s.sessions} IMAP sessions over {s.users} users ({s.messages} messages each), "
         f"{s.smtp_rate:g} SMTP msg/s, {s.duration:.0f} s (ramp {s.ramp:.0f} s, warm-up {s.warmup:.0f} s), "
         f"{s.procs} client processes; open-file limit {limit}")
@@ -1211,7 +1139,7 @@ def main():
         else:
             log(f"verification: every INBOX holds its {s.messages} + delivered messages "
                 f"({sum(v[0] for v in end.values())} in all), Archive and Drafts empty")
-        stop_pochta(server)
+        stop_pochta(server, timeout=90)
         r = subprocess.run([str(binary), "--config", str(server.cfg), "check"], capture_output=True, text=True)
         tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
         log(f"pochta check: exit {r.returncode}: {' | '.join(tail)}")
@@ -1231,7 +1159,7 @@ def main():
         if bad_lines:
             failures.append(f"{len(bad_lines)} ERROR/panic lines in the server log")
     finally:
-        stop_pochta(server)
+        stop_pochta(server, timeout=90)
         if not s.keep:
             shutil.rmtree(s.bench_dir / "server" / "data", ignore_errors=True)
     log("")

@@ -77,25 +77,28 @@ import signal
 import smtplib
 import socket
 import sqlite3
-import ssl
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (the helpers the benchmarks share)
+from benchlib import (  # noqa: E402
+    REPO, BenchError, MemorySampler, client_context, cpu_now, die, env, kib_field, log, machine_cpu,
+    pochta_binary, start_profiler, stop_pochta, stop_profiler, tree, tree_cpu, wait_port,
+)
+
 PASSWORD = "secret-pass-1"  # the reference stack's password for every user
 RS_PORTS = {
     "RS_SMTP": "11525", "RS_SUBMISSION": "11587", "RS_SUBMISSIONS": "11465",
     "RS_IMAP": "11143", "RS_IMAPS": "11993", "RS_POP3": "11110", "RS_POP3S": "11995",
 }
-
-
-def env(name, default):
-    return os.environ.get(name, default)
+rs_env = partial(benchlib.rs_env, RS_PORTS)
+rs_cmd = partial(benchlib.rs_cmd, ports=RS_PORTS)
 
 
 def parse_args():
@@ -141,122 +144,6 @@ def parse_args():
     except ValueError:
         p.error("POCHTA_PORTS is MX,POP3,POP3S, e.g. 13525,13110,13995")
     return a
-
-
-def die(msg):
-    print(f"pop3-retrieval: error: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-# ---------------------------------------------------------------- /proc helpers
-
-
-def proc_stat(pid):
-    """(ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2 :].split()
-    return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK, (int(rest[13]) + int(rest[14])) / CLK
-
-
-def tree(root):
-    """PIDs of root and all its descendants."""
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st:
-                parents[int(d)] = st[0]
-    out, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        for pid, pp in parents.items():
-            if pp == p and pid not in out:
-                out.add(pid)
-                frontier.append(pid)
-    return out
-
-
-def kib_field(path, field):
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def tree_cpu(root):
-    """CPU seconds used by root's tree: live processes plus reaped children."""
-    total = 0.0
-    for pid in tree(root):
-        st = proc_stat(pid)
-        if st:
-            total += st[1] + st[2]
-    return total
-
-
-def machine_cpu():
-    """(process CPU, interrupt CPU, steal) seconds of the whole machine so far."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
-    return (v[0] + v[1] + v[2]) / CLK, (v[5] + v[6]) / CLK, v[7] / CLK
-
-
-class MemorySampler(threading.Thread):
-    """Every 0.2 s: the summed PSS of a process tree, and the summed RSS of its
-    processes named in `names` (all of them when None); keeps the peaks."""
-
-    def __init__(self, root, names=None):
-        super().__init__(daemon=True)
-        self.root, self.names = root, names
-        self.peak_pss = self.peak_rss = self.peak_procs = 0
-        self.stop_flag = threading.Event()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            pids = tree(self.root)
-            pss = sum(kib_field(f"/proc/{p}/smaps_rollup", "Pss") for p in pids)
-            sel = [p for p in pids if self.names is None or comm(p) in self.names]
-            rss = sum(kib_field(f"/proc/{p}/status", "VmRSS") for p in sel)
-            self.peak_pss = max(self.peak_pss, pss)
-            if rss > self.peak_rss:
-                self.peak_rss, self.peak_procs = rss, len(sel)
-            self.stop_flag.wait(0.2)
-
-    def stop(self):
-        self.stop_flag.set()
-        self.join()
-
-
-def wait_port(host, port, timeout=30.0, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            die(f"the server exited early with status {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    die(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
 # ---------------------------------------------------------------- the messages
@@ -382,19 +269,10 @@ def ok(line, what):
     return line
 
 
-def cpu_now():
-    t = os.times()
-    return t.user + t.system
-
-
 def pop3_session(spec):
     """One POP3 session as described in the module docstring. Returns a result dict."""
     t0, c0 = time.monotonic(), cpu_now()
-    # Unverified, and without loading the system's CA certificates (which costs the
-    # client about 0.1 s of CPU per context).
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = client_context()  # unverified, without the system's CA certificates (their CPU)
     sock = socket.create_connection((spec["host"], spec["port"]), timeout=spec["timeout"])
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if spec["tls"] == "implicit":
@@ -514,19 +392,6 @@ def client_main(conn, barrier, spec):
 # ---------------------------------------------------------------- pochta
 
 
-def pochta_binary(a):
-    if a.pochta_bin:
-        b = Path(a.pochta_bin)
-        if not b.is_file():
-            die(f"POCHTA_BIN={b} does not exist")
-        return b
-    log("building pochta (cargo build --release --bin pochta) ...")
-    r = subprocess.run(["cargo", "build", "--release", "--bin", "pochta"], cwd=REPO)
-    if r.returncode != 0:
-        die("cargo build --release failed")
-    return REPO / "target" / "release" / "pochta"
-
-
 def start_pochta(a, binary, work, users):
     d = work / "pochta"
     shutil.rmtree(d, ignore_errors=True)
@@ -572,18 +437,6 @@ level = "info"
     return server
 
 
-def stop_pochta(server):
-    if server is None or server.poll() is not None:
-        return
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    server.logfile.close()
-
-
 def deliver(a, workloads, connections=8):
     """Sends every message of the workloads through pochta's MX (not measured)."""
     jobs = queue.Queue()
@@ -618,17 +471,6 @@ def deliver(a, workloads, connections=8):
 
 
 # ---------------------------------------------------------------- dovecot
-
-
-def rs_env():
-    return {**os.environ, **{k: os.environ.get(k, v) for k, v in RS_PORTS.items()}}
-
-
-def rs_cmd(a, *args):
-    r = subprocess.run([a.reference_stack, *args], capture_output=True, text=True, env=rs_env())
-    if r.returncode != 0:
-        die(f"reference-stack {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout
 
 
 def start_dovecot(a, work, users):
@@ -682,45 +524,16 @@ def start_dovecot(a, work, users):
 # ---------------------------------------------------------------- one pass of sessions
 
 
-def start_profiler(a, tag, root, server):
-    work = Path(a.bench_dir).resolve()
-    if a.profile == "strace":
-        out = work / f"strace-{tag}.txt"
-        pids = sorted(tree(root))
-        cmd = ["strace", "-c", "-f", "-q", "-o", str(out)] + [x for p in pids for x in ("-p", str(p))]
-    elif a.profile == "perf" and server == "pochta":
-        out = work / f"perf-{tag}.data"
-        # DWARF unwinding: the release binary has debug info but no frame pointers.
-        cmd = ["perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-q", "-o", str(out), "-p", str(root)]
-    else:
-        return None
-    if shutil.which(cmd[0]) is None:
-        die(f"PROFILE={a.profile}: {cmd[0]} is not installed (apt-get install {cmd[0] if cmd[0] == 'strace' else 'linux-perf'})")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # let it attach
-    return proc, out
-
-
-def stop_profiler(a, prof, messages):
-    if prof is None:
-        return
-    proc, out = prof
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=300)
-    if a.profile == "strace" and out.exists():
-        calls = {}
-        for line in out.read_text().splitlines():
-            f = line.split()
-            if len(f) >= 5 and f[-1].isidentifier() and f[-1] != "total" and f[3].isdigit():
-                calls[f[-1]] = int(f[3])
+def report_profile(prof, messages):
+    """Stops the profiler; for strace, prints the system calls per message."""
+    calls = stop_profiler(prof, kill=False)
+    if calls is not None:
         top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
         log(
             f"    strace: {sum(calls.values()) / messages:.1f} system calls per message; "
             + ", ".join(f"{k} {v / messages:.1f}" for k, v in top)
-            + f" ({out})"
+            + f" ({prof[1]})"
         )
-    else:
-        log(f"    perf data: {out}  (perf report -i {out} --no-children)")
 
 
 def pin_server(a, root):
@@ -762,7 +575,9 @@ def run_sessions(a, srv, w, tag, measure=False, dump=None):
 
     root = srv["root"]
     pin_server(a, root)
-    prof = start_profiler(a, tag, root, srv["name"]) if measure else None
+    work = Path(a.bench_dir).resolve()
+    prof = start_profiler(a.profile, root, work / f"strace-{tag}.txt",
+                          work / f"perf-{tag}.data" if srv["name"] == "pochta" else None) if measure else None
     sampler = None
     if measure:
         if srv["name"] == "pochta":
@@ -770,7 +585,7 @@ def run_sessions(a, srv, w, tag, measure=False, dump=None):
                 Path(f"/proc/{root}/clear_refs").write_text("5")
             except OSError:
                 pass
-        sampler = MemorySampler(root, None if srv["name"] == "pochta" else {"pop3", "pop3-login"})
+        sampler = MemorySampler(root, rss=True, names=None if srv["name"] == "pochta" else {"pop3", "pop3-login"})
         sampler.start()
     load1 = os.getloadavg()[0]
     cpu0, m0, self0 = tree_cpu(root), machine_cpu(), cpu_now()
@@ -795,7 +610,7 @@ def run_sessions(a, srv, w, tag, measure=False, dump=None):
         return results, None
     sampler.stop()
     msgs = sum(r["count"] for r in results)
-    stop_profiler(a, prof, msgs)
+    report_profile(prof, msgs)
     secs = max(r["t_end"] for r in results) - t0
     client_cpu = sum(r["cpu"] for r in results)
     server_cpu = cpu1 - cpu0
@@ -811,7 +626,7 @@ def run_sessions(a, srv, w, tag, measure=False, dump=None):
         "window": window,  # the span over which other_cpu and the interrupts are counted
         "irq_cpu": m1[1] - m0[1], "steal": m1[2] - m0[2],
         "pss_mib": sampler.peak_pss / 1024, "rss_mib": sampler.peak_rss / 1024,
-        "rss_procs": sampler.peak_procs, "hwm_mib": hwm, "load1": load1,
+        "rss_procs": sampler.rss_procs, "hwm_mib": hwm, "load1": load1,
         "login_ms": 1e3 * statistics.median(logins), "login_max_ms": 1e3 * logins[-1],
         "first_end": min(r["t_end"] for r in results) - t0,
         "cipher": results[0]["cipher"], "reads": sum(r["reads"] for r in results) / msgs,
@@ -996,4 +811,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchError as e:
+        print(f"pop3-retrieval: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -70,27 +70,29 @@ import shutil
 import signal
 import socket
 import sqlite3
-import ssl
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (the helpers the benchmarks share)
+from benchlib import (  # noqa: E402
+    REPO, BenchError, MemorySampler, client_context, die, env, kib_field, log, machine_cpu, pochta_binary,
+    proc_stat, split, start_profiler, stop_process, stop_profiler, tree_cpu, wait_port,
+)
+
 USER = "user1@example.test"
 PASSWORD = "secret-pass-1"  # the reference stack's password for every user
 RS_PORTS = {
     "RS_SMTP": "15525", "RS_SUBMISSION": "15587", "RS_SUBMISSIONS": "15465",
     "RS_IMAP": "15143", "RS_IMAPS": "15993", "RS_POP3": "15110", "RS_POP3S": "15995",
 }
+rs_cmd = partial(benchlib.rs_cmd, ports=RS_PORTS, timeout=600)
 POSTFIX_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt")
-
-
-def env(name, default):
-    return os.environ.get(name, default)
 
 
 def parse_args():
@@ -137,124 +139,6 @@ def parse_args():
         else:
             p.error(f"PER_DEST: {s!r} is neither a number 1..100 nor 'default'")
     return a
-
-
-def die(msg):
-    raise BenchError(msg)
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-# ---------------------------------------------------------------- /proc helpers
-
-
-def proc_stat(pid):
-    """(ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2 :].split()
-    # rest[0] is field 3 (state); utime is field 14, stime 15, cutime 16, cstime 17.
-    return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK, (int(rest[13]) + int(rest[14])) / CLK
-
-
-def tree(root):
-    """PIDs of root and all its descendants."""
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st:
-                parents[int(d)] = st[0]
-    out, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        for pid, pp in parents.items():
-            if pp == p and pid not in out:
-                out.add(pid)
-                frontier.append(pid)
-    return out
-
-
-def tree_cpu(root):
-    """CPU seconds used by root's tree: live processes plus the children they reaped."""
-    total = 0.0
-    for pid in tree(root):
-        st = proc_stat(pid)
-        if st:
-            total += st[1] + st[2]
-    return total
-
-
-def kib_field(path, field):
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def machine_cpu():
-    """(process CPU, interrupt CPU, steal) seconds of the whole machine so far."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
-    return (v[0] + v[1] + v[2]) / CLK, (v[5] + v[6]) / CLK, v[7] / CLK
-
-
-class MemorySampler(threading.Thread):
-    """Samples the summed PSS of a process tree every 0.2 s; keeps the peak."""
-
-    def __init__(self, root):
-        super().__init__(daemon=True)
-        self.root, self.peak, self.peak_procs = root, 0, 0
-        self.stop_flag = threading.Event()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            pids = tree(self.root)
-            total = sum(kib_field(f"/proc/{p}/smaps_rollup", "Pss") for p in pids)
-            if total > self.peak:
-                self.peak, self.peak_procs = total, len(pids)
-            self.stop_flag.wait(0.2)
-
-    def stop(self):
-        self.stop_flag.set()
-        self.join()
-
-
-def wait_port(host, port, timeout=30.0, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            die(f"the server exited early with status {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    die(f"nothing listens on {host}:{port} after {timeout:.0f} s")
-
-
-def stop_process(proc, timeout=60):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------- the sink
@@ -309,7 +193,7 @@ class Sink:
         return st[1] if st else 0.0
 
     def stop(self):
-        stop_process(self.proc, timeout=10)
+        stop_process(self.proc, timeout=10, kill_wait=10)
         self.out.close()
         self.reader.close()
 
@@ -390,10 +274,7 @@ def session_open(spec):
         raise SmtpError("the server does not offer STARTTLS")
     c.sock.sendall(b"STARTTLS\r\n")
     c.expect(220, "STARTTLS")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    c.sock = ctx.wrap_socket(c.sock)
+    c.sock = client_context().wrap_socket(c.sock)
     c.buf = b""
     c.sock.sendall(b"EHLO client.bench.test\r\n")
     caps = c.expect(250, "EHLO after STARTTLS")
@@ -461,19 +342,6 @@ def client_main(conn, barrier, spec):
 
 
 # ---------------------------------------------------------------- pochta
-
-
-def pochta_binary(a):
-    if a.pochta_bin:
-        b = Path(a.pochta_bin)
-        if not b.is_file():
-            die(f"POCHTA_BIN={b} does not exist")
-        return b
-    log("building pochta (cargo build --release --bin pochta) ...")
-    r = subprocess.run(["cargo", "build", "--release", "--bin", "pochta"], cwd=REPO)
-    if r.returncode != 0:
-        die("cargo build --release failed")
-    return REPO / "target" / "release" / "pochta"
 
 
 class Pochta:
@@ -571,22 +439,11 @@ level = "info"
         if getattr(self, "db", None) is not None:
             self.db.close()
             self.db = None
-        stop_process(self.proc)
+        stop_process(self.proc, kill_wait=10)
         self.logf.close()
 
 
 # ---------------------------------------------------------------- postfix
-
-
-def rs_env():
-    return {**os.environ, **{k: os.environ.get(k, v) for k, v in RS_PORTS.items()}}
-
-
-def rs_cmd(a, *args):
-    r = subprocess.run([a.reference_stack, *args], capture_output=True, text=True, env=rs_env(), timeout=600)
-    if r.returncode != 0:
-        die(f"reference-stack {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout
 
 
 def read_pid(path, what):
@@ -685,50 +542,14 @@ class Postfix:
 # ---------------------------------------------------------------- one run
 
 
-def split(total, parts):
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def start_profiler(a, srv, tag):
-    work = Path(a.bench_dir).resolve()
-    if a.profile == "strace":
-        out = work / f"strace-{srv.name}-{tag}.txt"
-        pids = sorted(tree(srv.root))
-        cmd = ["strace", "-c", "-f", "-q", "-o", str(out)] + [x for p in pids for x in ("-p", str(p))]
-    elif a.profile == "perf" and srv.name == "pochta":
-        out = work / f"perf-pochta-{tag}.data"
-        cmd = ["perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-q", "-o", str(out), "-p", str(srv.root)]
-    else:
-        return None
-    if shutil.which(cmd[0]) is None:
-        die(f"PROFILE={a.profile}: {cmd[0]} is not installed")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # let it attach
-    return proc, out
-
-
-def stop_profiler(a, prof, messages):
-    if prof is None:
-        return
-    proc, out = prof
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    if a.profile == "strace" and out.exists():
-        calls = {}
-        for line in out.read_text().splitlines():
-            f = line.split()
-            if len(f) >= 5 and f[-1].isidentifier() and f[-1] != "total" and f[3].isdigit():
-                calls[f[-1]] = int(f[3])
+def report_profile(prof, messages):
+    """Stops the profiler; for strace, prints the fsyncs and system calls per message."""
+    calls = stop_profiler(prof)
+    if calls is not None:
         sync = calls.get("fsync", 0) + calls.get("fdatasync", 0)
         top = ", ".join(f"{k} {v / messages:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8])
         log(f"    strace: {sync / messages:.2f} fsync/fdatasync and {sum(calls.values()) / messages:.1f} "
-            f"system calls per message ({top}) ({out})")
-    else:
-        log(f"    perf data: {out}  (perf report -i {out} --no-children)")
+            f"system calls per message ({top}) ({prof[1]})")
 
 
 def run_load(a, srv, sink, n, tag, measure):
@@ -756,7 +577,10 @@ def run_load(a, srv, sink, n, tag, measure):
         sess0, base = sink.counters()
         target = base + n
         if measure:
-            prof = start_profiler(a, srv, f"{srv.setting}-{tag.replace(' ', '')}")
+            work, ptag = Path(a.bench_dir).resolve(), f"{srv.setting}-{tag.replace(' ', '')}"
+            prof = start_profiler(a.profile, srv.root, work / f"strace-{srv.name}-{ptag}.txt",
+                                  work / f"perf-pochta-{ptag}.data" if srv.name == "pochta" else None,
+                                  install_hint=False)
             srv.reset_peak()
             sampler = MemorySampler(srv.root)
             sampler.start()
@@ -804,7 +628,7 @@ def run_load(a, srv, sink, n, tag, measure):
             cpu1, extra1, sink1 = tree_cpu(srv.root), srv.extra_cpu(), sink.cpu()
             m1, self1 = machine_cpu(), sum(os.times()[:2])
             sampler.stop()
-            stop_profiler(a, prof, n)
+            report_profile(prof, n)
             prof = None
         # Exactly n: nothing lost, nothing sent twice (wait a moment for stragglers).
         time.sleep(0.5)
@@ -828,13 +652,13 @@ def run_load(a, srv, sink, n, tag, measure):
                 "client_cpu": client_cpu, "irq_cpu": m1[1] - m0[1], "steal": m1[2] - m0[2],
                 "other_cpu": max(0.0, (m1[0] - m0[0]) - (cpu1 - cpu0) - (extra1 - extra0) - (sink1 - sink0)
                                  - client_cpu - (self1 - self0)),
-                "pss_mib": sampler.peak / 1024, "procs": sampler.peak_procs, "hwm_mib": srv.hwm_mib(),
+                "pss_mib": sampler.peak_pss / 1024, "procs": sampler.pss_procs, "hwm_mib": srv.hwm_mib(),
                 "load1": load1,
             })
         return r
     finally:
         if prof is not None:
-            stop_profiler(a, prof, n)
+            report_profile(prof, n)
         for p, _ in clients:
             if p.is_alive():
                 p.kill()

@@ -44,22 +44,20 @@ Settings (environment variable, or the option of the same name in lower case):
 import argparse
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402  (the helpers the benchmarks share)
+    REPO, BenchError, MemorySampler, die, env, kib_field, log, machine_cpu, pochta_binary, split, start_profiler,
+    stop_pochta, stop_profiler, tree_cpu, wait_port,
+)
+from benchlib import rs_cmd  # noqa: E402  (the reference stack on its default ports, or RS_* from the environment)
+
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def env(name, default):
-    return os.environ.get(name, default)
 
 
 def parse_args():
@@ -92,135 +90,7 @@ def parse_args():
     return a
 
 
-def die(msg):
-    print(f"smtp-delivery: error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-# ---------------------------------------------------------------- /proc helpers
-
-
-def proc_stat(pid):
-    """(ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2 :].split()
-    # rest[0] is field 3 (state); utime is field 14, stime 15, cutime 16, cstime 17.
-    ppid = int(rest[1])
-    own = (int(rest[11]) + int(rest[12])) / CLK
-    children = (int(rest[13]) + int(rest[14])) / CLK
-    return ppid, own, children
-
-
-def tree(root):
-    """PIDs of root and all its descendants."""
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st:
-                parents[int(d)] = st[0]
-    out, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        for pid, pp in parents.items():
-            if pp == p and pid not in out:
-                out.add(pid)
-                frontier.append(pid)
-    return out
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def status_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_cpu(root):
-    """CPU seconds used by root's tree: live processes plus reaped children."""
-    total = 0.0
-    for pid in tree(root):
-        st = proc_stat(pid)
-        if st:
-            total += st[1] + st[2]
-    return total
-
-
-def machine_cpu():
-    """(process CPU, interrupt CPU, steal) seconds of the whole machine so far.
-
-    Process CPU is user+nice+system, where every process's own time is counted;
-    interrupts (irq+softirq: much of the loopback network stack) and steal (the
-    hypervisor running someone else) are apart.
-    """
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
-    return (v[0] + v[1] + v[2]) / CLK, (v[5] + v[6]) / CLK, v[7] / CLK
-
-
-class MemorySampler(threading.Thread):
-    """Samples the summed PSS of a process tree every 0.2 s; keeps the peak."""
-
-    def __init__(self, root):
-        super().__init__(daemon=True)
-        self.root, self.peak, self.peak_procs = root, 0, 0
-        self.stop_flag = threading.Event()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            pids = tree(self.root)
-            total = sum(pss_kib(p) for p in pids)
-            if total > self.peak:
-                self.peak, self.peak_procs = total, len(pids)
-            self.stop_flag.wait(0.2)
-
-    def stop(self):
-        self.stop_flag.set()
-        self.join()
-
-
 # ---------------------------------------------------------------- the load
-
-
-def wait_port(host, port, timeout=30.0, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            die(f"the server exited early with status {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    die(f"nothing listens on {host}:{port} after {timeout:.0f} s")
-
-
-def split(total, parts):
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 def start_load(a, host, port, n, tag):
@@ -291,19 +161,6 @@ def load_and_count(a, host, port, n, count, target, tag):
 # ---------------------------------------------------------------- pochta
 
 
-def pochta_binary(a):
-    if a.pochta_bin:
-        b = Path(a.pochta_bin)
-        if not b.is_file():
-            die(f"POCHTA_BIN={b} does not exist")
-        return b
-    log("building pochta (cargo build --release --bin pochta) ...")
-    r = subprocess.run(["cargo", "build", "--release", "--bin", "pochta"], cwd=REPO)
-    if r.returncode != 0:
-        die("cargo build --release failed")
-    return REPO / "target" / "release" / "pochta"
-
-
 def run_pochta(a, binary, work, run_no):
     d = work / "pochta"
     shutil.rmtree(d, ignore_errors=True)
@@ -346,6 +203,7 @@ level = "info"
         # Logging as shipped (one line per delivery), as Postfix logs each message too.
         env={**os.environ, "RUST_LOG": "info"},
     )
+    server.logfile = logf
     try:
         wait_port("127.0.0.1", a.pochta_port, proc=server)
         db = d / "data" / "store.sqlite3"
@@ -358,25 +216,12 @@ level = "info"
             load_and_count(a, "127.0.0.1", a.pochta_port, a.warmup, count, a.warmup, "pochta warm-up")
         base = count()
         return measure(a, "pochta", run_no, server.pid, "127.0.0.1", a.pochta_port, count, base,
-                       hwm=lambda: status_kib(server.pid, "VmHWM"))
+                       hwm=lambda: kib_field(f"/proc/{server.pid}/status", "VmHWM"))
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        logf.close()
+        stop_pochta(server)
 
 
 # ---------------------------------------------------------------- postfix
-
-
-def rs_cmd(a, *args):
-    r = subprocess.run([a.reference_stack, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        die(f"reference-stack {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout
 
 
 def run_postfix(a, work, run_no):
@@ -421,48 +266,23 @@ def run_postfix(a, work, run_no):
 # ---------------------------------------------------------------- one measured run
 
 
-def start_profiler(a, system, run_no, root):
-    work = Path(a.bench_dir).resolve()
-    if a.profile == "strace":
-        out = work / f"strace-{system}-run{run_no}.txt"
-        pids = sorted(tree(root))
-        cmd = ["strace", "-c", "-f", "-q", "-o", str(out)] + [x for p in pids for x in ("-p", str(p))]
-    elif a.profile == "perf" and system == "pochta":
-        out = work / f"perf-{system}-run{run_no}.data"
-        cmd = ["perf", "record", "-g", "-F", "499", "-q", "-o", str(out), "-p", str(root)]
-    else:
-        return None
-    if shutil.which(cmd[0]) is None:
-        die(f"PROFILE={a.profile}: {cmd[0]} is not installed (apt-get install {cmd[0] if cmd[0] == 'strace' else 'linux-perf'})")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # let it attach
-    return proc, out
-
-
-def stop_profiler(a, prof, messages):
-    if prof is None:
-        return
-    proc, out = prof
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
-    if a.profile == "strace" and out.exists():
-        calls = {}
-        for line in out.read_text().splitlines():
-            f = line.split()
-            if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
-                calls[f[-1]] = int(f[3])
+def report_profile(prof, messages):
+    """Stops the profiler; for strace, prints the fsyncs and system calls per message
+    (this benchmark's figure has always counted strace's "total" line too)."""
+    calls = stop_profiler(prof, timeout=120, kill=False, skip_total=False)
+    if calls is not None:
         sync = calls.get("fsync", 0) + calls.get("fdatasync", 0)
         log(
             f"    strace: {sync} fsync/fdatasync = {sync / messages:.2f} per message; "
-            f"{sum(calls.values()) / messages:.1f} system calls per message ({out})"
+            f"{sum(calls.values()) / messages:.1f} system calls per message ({prof[1]})"
         )
-    else:
-        log(f"    perf data: {out}  (perf report -i {out} --no-children)")
 
 
 def measure(a, system, run_no, root, host, port, count, base, hwm):
     load1 = os.getloadavg()[0]
-    prof = start_profiler(a, system, run_no, root)
+    work = Path(a.bench_dir).resolve()
+    prof = start_profiler(a.profile, root, work / f"strace-{system}-run{run_no}.txt",
+                          work / f"perf-{system}-run{run_no}.data" if system == "pochta" else None, perf_args=("-g",))
     sampler = MemorySampler(root)
     sampler.start()
     # Our own CPU includes the smtp-source children once they are reaped.
@@ -470,7 +290,7 @@ def measure(a, system, run_no, root, host, port, count, base, hwm):
     secs, sent = load_and_count(a, host, port, a.n, count, base + a.n, f"{system} run {run_no}")
     cpu1, m1, self1 = tree_cpu(root), machine_cpu(), sum(os.times()[:4])
     sampler.stop()
-    stop_profiler(a, prof, a.n)
+    report_profile(prof, a.n)
     r = {
         "system": system,
         "run": run_no,
@@ -483,8 +303,8 @@ def measure(a, system, run_no, root, host, port, count, base, hwm):
         "other_cpu": max(0.0, (m1[0] - m0[0]) - (cpu1 - cpu0) - (self1 - self0)),
         "irq_cpu": m1[1] - m0[1],
         "steal": m1[2] - m0[2],
-        "pss_peak_mib": sampler.peak / 1024,
-        "procs": sampler.peak_procs,
+        "pss_peak_mib": sampler.peak_pss / 1024,
+        "procs": sampler.pss_procs,
         "hwm_mib": hwm() / 1024 if hwm else None,
         "load1": load1,
     }
@@ -582,4 +402,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchError as e:
+        print(f"smtp-delivery: error: {e}", file=sys.stderr)
+        sys.exit(1)
