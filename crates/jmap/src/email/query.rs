@@ -5,13 +5,12 @@
 //!
 //! 1. The candidates are loaded in one or a few store calls: a filter that
 //!    is (or is an `AND` containing) an `inMailbox` condition reads that
-//!    mailbox only, any other filter the whole account. When neither the
-//!    filter nor the sort needs headers, only the index entries are read
-//!    ([`Store::messages`](pochta_store::Store::messages)); otherwise the
-//!    light metadata too, from the service's
-//!    [`LightCaches`](crate::light::LightCaches) (read once, then brought
-//!    up to date from the change log). A mailbox of 100 000 messages sorted
-//!    by date is one index scan.
+//!    mailbox only, any other filter the whole account. They come with their
+//!    light metadata from the service's
+//!    [`LightCaches`](crate::light::LightCaches): read once, then brought up
+//!    to date from the change log, and shared with IMAP SEARCH and SORT, so
+//!    that a client sorting a 100 000-message mailbox by date again and
+//!    again pays for the sort only.
 //! 2. The filter is evaluated on them with three-valued logic: conditions
 //!    on flags, dates, sizes, mailboxes, threads and the decoded header
 //!    fields of the meta answer yes or no; `body`, `text` (when its terms
@@ -788,22 +787,35 @@ fn first_address(list: &[EmailAddress]) -> &str {
     }
 }
 
+/// The key of a numeric sort property (`None` for the others).
+fn int_key(s: &Sorter, item: &Item<'_>) -> Option<i64> {
+    let summary = item.summary;
+    match &s.property {
+        SortProperty::ReceivedAt => Some(summary.internal_date),
+        SortProperty::Size => Some(i64::try_from(summary.size).unwrap_or(i64::MAX)),
+        // A message without a usable Date sorts by its arrival, as IMAP
+        // SORT does (RFC 5256 §3).
+        SortProperty::SentAt => Some(
+            item.meta
+                .as_deref()
+                .and_then(|m| m.sent_at)
+                .unwrap_or(summary.internal_date),
+        ),
+        _ => None,
+    }
+}
+
 fn sort_key(s: &Sorter, item: &Item<'_>, threads: &Threads) -> Key {
+    if let Some(n) = int_key(s, item) {
+        return Key::Int(n);
+    }
     let summary = item.summary;
     let text = |value: &str| collation_key(s.collation, value);
     let meta = item.meta.as_deref();
     match &s.property {
-        SortProperty::ReceivedAt => Key::Int(summary.internal_date),
-        SortProperty::Size => Key::Int(i64::try_from(summary.size).unwrap_or(i64::MAX)),
         SortProperty::From => text(meta.map_or("", |m| first_address(&m.from))),
         SortProperty::To => text(meta.map_or("", |m| first_address(&m.to))),
         SortProperty::Subject => text(meta.map_or("", |m| m.base_subject.as_str())),
-        // A message without a usable Date sorts by its arrival, as IMAP
-        // SORT does (RFC 5256 §3).
-        SortProperty::SentAt => Key::Int(
-            meta.and_then(|m| m.sent_at)
-                .unwrap_or(summary.internal_date),
-        ),
         SortProperty::HasKeyword(k) => Key::Bool(has_keyword(summary, k)),
         SortProperty::AllInThreadHaveKeyword(k) => {
             Key::Bool(threads.all_have(summary.thread_id, k))
@@ -811,6 +823,8 @@ fn sort_key(s: &Sorter, item: &Item<'_>, threads: &Threads) -> Key {
         SortProperty::SomeInThreadHaveKeyword(k) => {
             Key::Bool(threads.some_have(summary.thread_id, k))
         }
+        // Numeric: answered by `int_key` above.
+        SortProperty::ReceivedAt | SortProperty::Size | SortProperty::SentAt => Key::Int(0),
     }
 }
 
@@ -840,27 +854,6 @@ impl QuerySpec {
 
     fn conditions(&self) -> Vec<&Cond> {
         self.filter.as_ref().map(conditions).unwrap_or_default()
-    }
-
-    /// Whether the candidates need their light meta (headers, dates,
-    /// attachment flag) rather than their index entries only.
-    fn needs_meta(&self) -> bool {
-        self.conditions().iter().any(|c| match c {
-            Cond::HasAttachment(_) => true,
-            Cond::Text(field, _) => *field != TextField::Body,
-            Cond::Header(name, _) => {
-                matches!(name.as_str(), "subject" | "message-id" | "in-reply-to")
-            }
-            _ => false,
-        }) || self.sort.iter().any(|s| {
-            matches!(
-                s.property,
-                SortProperty::From
-                    | SortProperty::To
-                    | SortProperty::Subject
-                    | SortProperty::SentAt
-            )
-        })
     }
 
     /// The keywords thread conditions and sorts ask about.
@@ -918,39 +911,27 @@ impl QuerySpec {
     }
 }
 
-/// A candidate: its index entry and, when the query needs it, its light
-/// (or, after the second pass, full) meta.
+/// A candidate: its index entry and its light (or, after the second pass,
+/// full) meta.
 struct Item<'a> {
     summary: &'a MessageSummary,
     meta: Option<Cow<'a, MessageMeta>>,
 }
 
-/// The candidates as loaded: index entries only, or with their light meta
-/// (shared with the service's [`LightCaches`](crate::light::LightCaches)).
-enum Candidates {
-    Summaries(Vec<MessageSummary>),
-    Records(Arc<Vec<MessageRecord>>),
-}
-
-impl Candidates {
-    fn items(&self) -> Vec<Item<'_>> {
-        match self {
-            Candidates::Summaries(s) => s
-                .iter()
-                .map(|summary| Item {
-                    summary,
-                    meta: None,
-                })
-                .collect(),
-            Candidates::Records(r) => r
-                .iter()
-                .map(|r| Item {
-                    summary: &r.summary,
-                    meta: Some(Cow::Borrowed(&r.meta)),
-                })
-                .collect(),
-        }
-    }
+/// The candidates with their light meta, a snapshot of the service's
+/// [`LightCaches`](crate::light::LightCaches) even when the query needs the
+/// index entries only: reading 100 000 index entries from the store at every
+/// request costs more (about 60 ms, and as many allocations) than bringing
+/// the shared cache up to date from the change log, and clients repeat their
+/// queries all the time.
+fn items(records: &[MessageRecord]) -> Vec<Item<'_>> {
+    records
+        .iter()
+        .map(|r| Item {
+            summary: &r.summary,
+            meta: Some(Cow::Borrowed(&r.meta)),
+        })
+        .collect()
 }
 
 /// The full result of a query.
@@ -976,28 +957,18 @@ async fn all_summaries(ctx: &Ctx<'_>) -> Result<Vec<MessageSummary>, MethodError
     Ok(out)
 }
 
-async fn load(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Candidates, MethodError> {
-    let account = ctx.account.id;
-    let store = ctx.store();
-    let scope = spec.filter.as_ref().and_then(scope_mailbox);
-    Ok(match (scope, spec.needs_meta()) {
-        (Some(None), _) => Candidates::Summaries(Vec::new()),
+async fn load(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Arc<Vec<MessageRecord>>, MethodError> {
+    match spec.filter.as_ref().and_then(scope_mailbox) {
+        // A mailbox that does not exist: nothing.
+        Some(None) => Ok(Arc::default()),
         // A mailbox, or (`None`) the whole account.
-        (scope, true) => Candidates::Records(
-            ctx.jmap
-                .light
-                .records(store, account, scope.flatten())
-                .await
-                .map_err(store_error)?,
-        ),
-        (Some(Some(mailbox)), false) => Candidates::Summaries(
-            store
-                .messages(account, mailbox)
-                .await
-                .map_err(store_error)?,
-        ),
-        (None, false) => Candidates::Summaries(all_summaries(ctx).await?),
-    })
+        scope => ctx
+            .jmap
+            .light
+            .records(ctx.store(), ctx.account.id, scope.flatten())
+            .await
+            .map_err(store_error),
+    }
 }
 
 /// Reads the candidates the first pass could not decide and decides them
@@ -1061,7 +1032,7 @@ async fn second_pass(
 
 async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
     let candidates = load(ctx, spec).await?;
-    let mut items = candidates.items();
+    let mut items = items(&candidates);
     let thread_keywords = spec.thread_keywords();
     let threads = if thread_keywords.is_empty() {
         Threads::default()
@@ -1105,45 +1076,84 @@ async fn run(ctx: &Ctx<'_>, spec: &QuerySpec) -> Result<Outcome, MethodError> {
         .filter(|(_, v)| **v == Tri::Yes)
         .map(|(i, _)| i)
         .collect();
-    let keys: Vec<Vec<Key>> = matched
+    let order = sort_order(&spec.sort, &matched, &threads);
+    let mut seen_threads = HashSet::new();
+    let ids = order
+        .into_iter()
+        .filter(|&(_, thread)| !spec.collapse || seen_threads.insert(thread))
+        .map(|(id, _)| id)
+        .collect();
+    Ok(Outcome { ids, loaded })
+}
+
+/// The order of `matched` under `sort` (ties by id in the direction of the
+/// last comparator, so that `receivedAt` descending lists mail that arrived
+/// in the same second newest first, as IMAP's UID order does), as `(email,
+/// thread)` pairs: what the caller needs, without going back to the
+/// candidates (scattered in memory) in the new order.
+fn sort_order(sort: &[Sorter], matched: &[&Item<'_>], threads: &Threads) -> Vec<(u64, u64)> {
+    // One comparator on a number (receivedAt, size, sentAt: what clients
+    // sort by nearly always): plain integer tuples, several times faster to
+    // sort than [`Key`]s when a mailbox holds 100 000 messages. `!` turns
+    // both the key and the id tie-break around for a descending sort.
+    if let [s] = sort
+        && let Some(keyed) = matched
+            .iter()
+            .map(|m| {
+                let key = int_key(s, m)?;
+                let (id, thread) = (m.summary.id, m.summary.thread_id);
+                Some(if s.ascending {
+                    (key, id, thread)
+                } else {
+                    (!key, !id, thread)
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+    {
+        let mut keyed = keyed;
+        keyed.sort_unstable();
+        return keyed
+            .into_iter()
+            .map(|(_, id, thread)| (if s.ascending { id } else { !id }, thread))
+            .collect();
+    }
+    sort_general(sort, matched, threads)
+}
+
+/// [`sort_order`] for any comparators, on [`Key`]s.
+fn sort_general(sort: &[Sorter], matched: &[&Item<'_>], threads: &Threads) -> Vec<(u64, u64)> {
+    // The keys of candidate `i` are `keys[i * width..][..width]`: one
+    // allocation rather than one per candidate.
+    let width = sort.len();
+    let keys: Vec<Key> = matched
         .iter()
-        .map(|item| {
-            spec.sort
-                .iter()
-                .map(|s| sort_key(s, item, &threads))
-                .collect()
-        })
+        .flat_map(|item| sort.iter().map(|s| sort_key(s, item, threads)))
         .collect();
     let mut order: Vec<usize> = (0..matched.len()).collect();
-    order.sort_by(|&a, &b| {
-        for (i, s) in spec.sort.iter().enumerate() {
-            let ka = keys.get(a).and_then(|k| k.get(i));
-            let kb = keys.get(b).and_then(|k| k.get(i));
+    // Unstable is enough: ids break every tie, so the order is total.
+    order.sort_unstable_by(|&a, &b| {
+        for (i, s) in sort.iter().enumerate() {
+            let ka = keys.get(a * width + i);
+            let kb = keys.get(b * width + i);
             let ord = ka.cmp(&kb);
             let ord = if s.ascending { ord } else { ord.reverse() };
             if ord != Ordering::Equal {
                 return ord;
             }
         }
-        // Ties go by id (arrival order) in the direction of the last
-        // comparator, so that `receivedAt` descending lists mail that arrived
-        // in the same second newest first, as IMAP's UID order does.
         let id = |i: usize| matched.get(i).map_or(0, |m| m.summary.id);
         let tie = id(a).cmp(&id(b));
-        if spec.sort.last().is_some_and(|s| !s.ascending) {
+        if sort.last().is_some_and(|s| !s.ascending) {
             tie.reverse()
         } else {
             tie
         }
     });
-    let mut seen_threads = HashSet::new();
-    let ids = order
+    order
         .into_iter()
         .filter_map(|i| matched.get(i))
-        .filter(|m| !spec.collapse || seen_threads.insert(m.summary.thread_id))
-        .map(|m| m.summary.id)
-        .collect();
-    Ok(Outcome { ids, loaded })
+        .map(|m| (m.summary.id, m.summary.thread_id))
+        .collect()
 }
 
 /// Email/query (RFC 8621 §4.4).
@@ -1346,6 +1356,56 @@ pub async fn query_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer fast path orders exactly as the general one, ties
+    /// (equal dates, equal sizes) included, in both directions.
+    #[test]
+    fn integer_sorts_order_as_the_general_sort() {
+        let summaries: Vec<MessageSummary> = (1..=60u64)
+            .map(|id| MessageSummary {
+                id,
+                mailbox_id: 1,
+                uid: u32::try_from(id).unwrap_or_default(),
+                blob_id: id,
+                thread_id: id % 7,
+                flags: Default::default(),
+                keywords: Vec::new(),
+                // Few distinct values, out of id order: many ties.
+                internal_date: i64::try_from((id * 13) % 5).unwrap_or_default() - 2,
+                size: (id * 7) % 4,
+                modseq: id,
+            })
+            .collect();
+        let items: Vec<Item<'_>> = summaries
+            .iter()
+            .map(|summary| Item {
+                summary,
+                meta: None,
+            })
+            .collect();
+        let matched: Vec<&Item<'_>> = items.iter().collect();
+        let threads = Threads::default();
+        for property in [
+            SortProperty::ReceivedAt,
+            SortProperty::Size,
+            SortProperty::SentAt,
+        ] {
+            for ascending in [true, false] {
+                let sort = [Sorter {
+                    property: property.clone(),
+                    ascending,
+                    collation: Collation::UnicodeCasemap,
+                }];
+                let fast = sort_order(&sort, &matched, &threads);
+                assert_eq!(
+                    fast,
+                    sort_general(&sort, &matched, &threads),
+                    "{property:?} ascending={ascending}"
+                );
+                assert_eq!(fast.len(), summaries.len());
+            }
+        }
+    }
 
     #[test]
     fn terms() {
