@@ -8,7 +8,11 @@
 //! `$TMPDIR/pochta-fuzz-jmap-<pid>`; a process removes those of processes
 //! that are gone, since a fuzzer exits without dropping statics), so earlier
 //! inputs may have changed it; that is fine for finding crashes, and a crash
-//! input is replayed on a fresh store by running the target on it alone.
+//! input is replayed on a fresh store by running the target on it alone. It
+//! is started afresh once alice holds more than [`MAX_MESSAGES`]: inputs that
+//! create emails would otherwise grow it without end, every input would get
+//! slower (a `text` filter reads every message) and a slow disk could turn
+//! one into a false timeout.
 //!
 //! Invariants: no panic; a refused request is a 4xx problem; a processed
 //! request's response serialises to JSON whose every response names one of
@@ -17,7 +21,7 @@
 #![no_main]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use libfuzzer_sys::fuzz_target;
 use pochta_addr::{Address, Domain};
@@ -28,6 +32,7 @@ use serde_json::Value;
 
 struct World {
     rt: tokio::runtime::Runtime,
+    store: Arc<SqliteStore>,
     jmap: Arc<Jmap>,
     alice: Account,
 }
@@ -59,16 +64,32 @@ fn store_dir() -> PathBuf {
     dir
 }
 
-fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
+/// Messages alice may hold before the store is started afresh.
+const MAX_MESSAGES: u64 = 300;
+
+/// Inputs between two looks at the store's size.
+const CHECK_EVERY: u32 = 256;
+
+impl World {
+    /// Messages in alice's mailboxes.
+    fn messages(&self) -> u64 {
+        self.rt
+            .block_on(self.store.mailboxes(self.alice.id))
+            .map(|boxes| boxes.iter().map(|b| u64::from(b.total)).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// A store holding alice's and bob's accounts and the [`MESSAGES`].
+fn world() -> World {
+    {
         let dir = store_dir();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("a runtime");
-        let (jmap, alice) = rt.block_on(async {
+        let (store, jmap, alice) = rt.block_on(async {
             let store = Arc::new(SqliteStore::open(&dir).expect("the store opens"));
             let mut alice = None;
             for a in ["alice@example.com", "bob@example.com"] {
@@ -96,15 +117,29 @@ fn world() -> &'static World {
                 );
                 delivery.deliver(msg).await.expect("delivered");
             }
-            let jmap = Jmap::new(store, delivery, JmapSettings::new("mx.example.com"));
-            (jmap, alice.expect("alice"))
+            let jmap = Jmap::new(store.clone(), delivery, JmapSettings::new("mx.example.com"));
+            (store, jmap, alice.expect("alice"))
         });
-        World { rt, jmap, alice }
-    })
+        World {
+            rt,
+            store,
+            jmap,
+            alice,
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let w = world();
+    static WORLD: Mutex<Option<(World, u32)>> = Mutex::new(None);
+    let mut guard = WORLD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((w, inputs)) = guard.as_mut() {
+        *inputs += 1;
+        if *inputs % CHECK_EVERY == 0 && w.messages() > MAX_MESSAGES {
+            // Dropped (store closed) before `world` removes its directory.
+            *guard = None;
+        }
+    }
+    let (w, _) = guard.get_or_insert_with(|| (world(), 0));
     let call_ids: Vec<String> = serde_json::from_slice::<Value>(data)
         .ok()
         .and_then(|v| {
