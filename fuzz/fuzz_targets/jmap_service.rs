@@ -5,7 +5,7 @@
 //! SearchSnippet, Identity, EmailSubmission, VacationResponse).
 //!
 //! The store lives across inputs (one per process, in
-//! `$TMPDIR/pochta-fuzz-jmap-<pid>`; a process removes those of processes
+//! `$TMPDIR/pochta-fuzz-jmap-<pid>-<n>`; a process removes those of processes
 //! that are gone, since a fuzzer exits without dropping statics), so earlier
 //! inputs may have changed it; that is fine for finding crashes, and a crash
 //! input is replayed on a fresh store by running the target on it alone. It
@@ -43,25 +43,34 @@ const MESSAGES: [&str; 3] = [
     "From: Dan <dan@example.org>\r\nTo: alice@example.com\r\nSubject: third\r\n\r\nHello three\r\n",
 ];
 
-/// A fresh directory for this process's store, after removing the stores of
-/// earlier fuzzer processes that no longer run.
+/// A fresh directory for this process's store (`<pid>-<generation>`), after
+/// removing the stores of earlier fuzzer processes that no longer run and
+/// this process's earlier generations. A new generation never reuses a path:
+/// the dropped store's threads may still hold its files open, and SQLite
+/// answers "disk I/O error" when a new database appears under them.
 fn store_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
     const PREFIX: &str = "pochta-fuzz-jmap-";
+    static GENERATION: AtomicU32 = AtomicU32::new(0);
+    let me = std::process::id().to_string();
     let base = std::env::temp_dir();
     if let Ok(entries) = std::fs::read_dir(&base) {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|rest| rest.split('-').next())
+            else {
                 continue;
             };
-            if !Path::new("/proc").join(pid).exists() {
+            if pid == me || !Path::new("/proc").join(pid).exists() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
-    let dir = base.join(format!("{PREFIX}{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    base.join(format!("{PREFIX}{me}-{generation}"))
 }
 
 /// Messages alice may hold before the store is started afresh.
