@@ -281,11 +281,11 @@ def start_profiler(profile, root, strace_out, perf_out, perf_args=PERF_DWARF, in
     return proc, out, profile
 
 
-def stop_profiler(prof, timeout=300, kill=True, skip_total=True):
+def stop_profiler(prof, timeout=300, kill=True):
     """Stops a profiler from start_profiler; returns strace's {system call: calls}, or None for perf."""
     # SIGINT makes it write its output; after `timeout` s it is killed (kill=False:
-    # TimeoutExpired). skip_total: without strace's "total" line. For perf (or no strace
-    # output) it prints where the data is.
+    # TimeoutExpired). strace's own "total" line is not a system call and is left out.
+    # For perf (or no strace output) it prints where the data is.
     if prof is None:
         return None
     proc, out, profile = prof
@@ -301,7 +301,7 @@ def stop_profiler(prof, timeout=300, kill=True, skip_total=True):
         calls = {}
         for line in out.read_text().splitlines():
             f = line.split()
-            if len(f) >= 5 and f[-1].isidentifier() and not (skip_total and f[-1] == "total") and f[3].isdigit():
+            if len(f) >= 5 and f[-1].isidentifier() and f[-1] != "total" and f[3].isdigit():
                 calls[f[-1]] = int(f[3])
         return calls
     log(f"    perf data: {out}  (perf report -i {out} --no-children)")
