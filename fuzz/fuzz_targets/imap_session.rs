@@ -23,7 +23,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use pochta_fuzz::{Input, Steps, check_imap_responses, chunks, crlf_lines};
+use pochta_fuzz::{
+    Input, Steps, check_imap_responses, crlf_lines, feed_session, same_replies_however_split,
+};
 use pochta_message::MessageMeta;
 use pochta_proto_imap::encode::{Charset, mutf7_decode, mutf7_encode};
 use pochta_proto_imap::fetch::{FetchOptions, write_fetch};
@@ -236,13 +238,8 @@ fn execute(cmd: &Command, state: State, flags: u8, log: &mut Vec<u8>) -> Execute
     Executed::Same
 }
 
-#[derive(Debug, Default, PartialEq)]
-struct Outcome {
-    replies: Vec<u8>,
-    executed: Vec<u8>,
-    closed: bool,
-    upgrade: bool,
-}
+/// The effects: the commands handed to the executor.
+type Outcome = pochta_fuzz::Outcome<Vec<u8>>;
 
 fn drive(s: &mut Session, out: &mut Outcome, flags: u8, steps: &mut Steps) {
     loop {
@@ -258,11 +255,11 @@ fn drive(s: &mut Session, out: &mut Outcome, flags: u8, steps: &mut Steps) {
                 return;
             }
             Action::StartTls => {
-                out.upgrade = true;
+                out.upgraded = true;
                 s.tls_established();
             }
             Action::Compress => {
-                out.upgrade = true;
+                out.upgraded = true;
                 s.compress_started();
             }
             Action::Authenticate { credentials, .. } => {
@@ -279,7 +276,7 @@ fn drive(s: &mut Session, out: &mut Outcome, flags: u8, steps: &mut Steps) {
                 s.answer_auth(v);
             }
             Action::Execute(cmd) => {
-                let r = execute(&cmd, s.state(), flags, &mut out.executed);
+                let r = execute(&cmd, s.state(), flags, &mut out.effects);
                 s.executed(r);
             }
             Action::Idle => assert!(s.idling(), "Idle without idling"),
@@ -313,25 +310,14 @@ fn run(input: &Input<'_>, seed: u8) -> Outcome {
     let mut s = Session::new(cfg, flags & 1 != 0);
     let mut out = Outcome::default();
     let mut steps = Steps::new(1_000_000);
-    drive(&mut s, &mut out, flags, &mut steps);
-    let reads = chunks(input.stream, seed);
-    let half = reads.len() / 2;
-    for (i, read) in reads.into_iter().enumerate() {
-        if out.closed {
-            break;
-        }
-        s.feed(read);
-        drive(&mut s, &mut out, flags, &mut steps);
-        if flags & 0x10 != 0 && i == half {
-            s.shutdown();
-            drive(&mut s, &mut out, flags, &mut steps);
-        }
-    }
-    if !out.closed {
-        s.eof();
-        drive(&mut s, &mut out, flags, &mut steps);
-        assert!(out.closed, "the session did not close after EOF");
-    }
+    feed_session(
+        &mut s,
+        &mut out,
+        input.stream,
+        seed,
+        flags & 0x10 != 0,
+        |s, out| drive(s, out, flags, &mut steps),
+    );
     out
 }
 
@@ -339,16 +325,5 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::split(data) else {
         return;
     };
-    let split = run(&input, input.seed);
-    if input.seed != 0 && input.flags & 0x10 == 0 && !split.upgrade {
-        let whole = run(&input, 0);
-        if !whole.upgrade {
-            assert_eq!(
-                String::from_utf8_lossy(&whole.replies),
-                String::from_utf8_lossy(&split.replies),
-                "replies depend on how the input was split"
-            );
-            assert_eq!(whole.executed, split.executed);
-        }
-    }
+    same_replies_however_split(&input, input.flags & 0x10 != 0, |seed| run(&input, seed));
 });

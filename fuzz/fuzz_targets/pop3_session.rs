@@ -19,7 +19,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pochta_fuzz::{Input, Steps, chunks, crlf_lines};
+use pochta_fuzz::{Input, Steps, crlf_lines, feed_session, same_replies_however_split};
 use pochta_proto_pop3::*;
 
 const MESSAGES: [&[u8]; 3] = [
@@ -83,13 +83,8 @@ fn check_pop3(out: &[u8]) {
     }
 }
 
-#[derive(Debug, Default, PartialEq)]
-struct Outcome {
-    replies: Vec<u8>,
-    committed: Option<(Vec<u64>, Vec<u64>)>,
-    closed: bool,
-    tls_upgrade: bool,
-}
+/// The effects: the deletions and retrievals committed.
+type Outcome = pochta_fuzz::Outcome<Option<(Vec<u64>, Vec<u64>)>>;
 
 fn drive(s: &mut Session, out: &mut Outcome, flags: u8, steps: &mut Steps) {
     loop {
@@ -110,7 +105,7 @@ fn drive(s: &mut Session, out: &mut Outcome, flags: u8, steps: &mut Steps) {
             }
             Action::StartTls => {
                 out.replies.append(&mut s.output);
-                out.tls_upgrade = true;
+                out.upgraded = true;
                 s.tls_established();
             }
             Action::Authenticate(c) => {
@@ -155,7 +150,7 @@ fn drive(s: &mut Session, out: &mut Outcome, flags: u8, steps: &mut Steps) {
                     delete.iter().all(|d| !retrieved.contains(d)),
                     "a message both deleted and retrieved"
                 );
-                out.committed = Some((delete, retrieved));
+                out.effects = Some((delete, retrieved));
                 s.answer_commit(flags & 8 == 0);
             }
         }
@@ -171,25 +166,14 @@ fn run(input: &Input<'_>, seed: u8) -> Outcome {
     let mut s = Session::new(cfg, flags & 1 != 0);
     let mut out = Outcome::default();
     let mut steps = Steps::new(1_000_000);
-    drive(&mut s, &mut out, flags, &mut steps);
-    let reads = chunks(input.stream, seed);
-    let half = reads.len() / 2;
-    for (i, read) in reads.into_iter().enumerate() {
-        if out.closed {
-            break;
-        }
-        s.feed(read);
-        drive(&mut s, &mut out, flags, &mut steps);
-        if flags & 0x10 != 0 && i == half {
-            s.shutdown();
-            drive(&mut s, &mut out, flags, &mut steps);
-        }
-    }
-    if !out.closed {
-        s.eof();
-        drive(&mut s, &mut out, flags, &mut steps);
-        assert!(out.closed, "the session did not close after EOF");
-    }
+    feed_session(
+        &mut s,
+        &mut out,
+        input.stream,
+        seed,
+        flags & 0x10 != 0,
+        |s, out| drive(s, out, flags, &mut steps),
+    );
     out
 }
 
@@ -197,16 +181,5 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::split(data) else {
         return;
     };
-    let split = run(&input, input.seed);
-    if input.seed != 0 && input.flags & 0x10 == 0 && !split.tls_upgrade {
-        let whole = run(&input, 0);
-        if !whole.tls_upgrade {
-            assert_eq!(
-                String::from_utf8_lossy(&whole.replies),
-                String::from_utf8_lossy(&split.replies),
-                "replies depend on how the input was split"
-            );
-            assert_eq!(whole.committed, split.committed);
-        }
-    }
+    same_replies_however_split(&input, input.flags & 0x10 != 0, |seed| run(&input, seed));
 });

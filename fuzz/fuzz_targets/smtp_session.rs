@@ -20,7 +20,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use pochta_addr::Address;
-use pochta_fuzz::{Input, Steps, check_crlf_body, check_smtp_replies, chunks};
+use pochta_fuzz::{
+    Input, Steps, check_crlf_body, check_smtp_replies, feed_session, same_replies_however_split,
+};
 use pochta_proto_smtp::*;
 
 fn tls() -> TlsInfo {
@@ -48,13 +50,8 @@ fn config(flags: u8) -> Option<SessionConfig> {
     })
 }
 
-#[derive(Debug, Default, PartialEq)]
-struct Outcome {
-    replies: Vec<u8>,
-    delivered: Vec<(Option<String>, Vec<String>, Vec<u8>)>,
-    closed: bool,
-    tls_upgrade: bool,
-}
+/// The effects: the messages delivered (sender, recipients, body).
+type Outcome = pochta_fuzz::Outcome<Vec<(Option<String>, Vec<String>, Vec<u8>)>>;
 
 fn run(input: &Input<'_>, seed: u8) -> Outcome {
     let Some(cfg) = config(input.flags) else {
@@ -66,24 +63,14 @@ fn run(input: &Input<'_>, seed: u8) -> Outcome {
     let mut s = Session::new(cfg, (flags & 2 != 0).then(tls));
     let mut out = Outcome::default();
     let mut steps = Steps::new(1_000_000);
-    let reads = chunks(input.stream, seed);
-    let n = reads.len();
-    for (i, read) in reads.into_iter().enumerate() {
-        if out.closed {
-            break;
-        }
-        s.feed(read);
-        drive(&mut s, &mut out, flags, max_size, max_rcpt, &mut steps);
-        if flags & 8 != 0 && i + 1 == n / 2 + 1 {
-            s.shutdown();
-            drive(&mut s, &mut out, flags, max_size, max_rcpt, &mut steps);
-        }
-    }
-    if !out.closed {
-        s.eof();
-        drive(&mut s, &mut out, flags, max_size, max_rcpt, &mut steps);
-        assert!(out.closed, "the session did not close after EOF");
-    }
+    feed_session(
+        &mut s,
+        &mut out,
+        input.stream,
+        seed,
+        flags & 8 != 0,
+        |s, out| drive(s, out, flags, max_size, max_rcpt, &mut steps),
+    );
     out
 }
 
@@ -114,7 +101,7 @@ fn drive(
                 let o = std::mem::take(&mut s.output);
                 check_smtp_replies(&o);
                 out.replies.extend_from_slice(&o);
-                out.tls_upgrade = true;
+                out.upgraded = true;
                 s.tls_established(tls());
             }
             Action::CheckSender { address, user } => {
@@ -174,14 +161,14 @@ fn drive(
                     tx.body.len()
                 );
                 check_crlf_body(&tx.body, "delivered body");
-                out.delivered.push((
+                out.effects.push((
                     tx.mail_from.as_ref().map(Address::key),
                     tx.recipients.iter().map(Address::key).collect(),
                     tx.body.clone(),
                 ));
                 let v = match (flags >> 5) & 3 {
                     0 | 1 => DeliveryVerdict::Accepted {
-                        id: format!("Q{}", out.delivered.len()),
+                        id: format!("Q{}", out.effects.len()),
                     },
                     2 => DeliveryVerdict::StorageFull,
                     _ => DeliveryVerdict::Reject(Reply::new(554, "5.7.1", "refused")),
@@ -196,16 +183,5 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::split(data) else {
         return;
     };
-    let split = run(&input, input.seed);
-    if input.seed != 0 && input.flags & 8 == 0 && !split.tls_upgrade {
-        let whole = run(&input, 0);
-        if !whole.tls_upgrade {
-            assert_eq!(
-                String::from_utf8_lossy(&whole.replies),
-                String::from_utf8_lossy(&split.replies),
-                "replies depend on how the input was split"
-            );
-            assert_eq!(whole.delivered, split.delivered);
-        }
-    }
+    same_replies_however_split(&input, input.flags & 8 != 0, |seed| run(&input, seed));
 });

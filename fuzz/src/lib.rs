@@ -162,6 +162,112 @@ impl Steps {
     }
 }
 
+/// What a session target's run produced: the replies, and what the session
+/// asked its driver to do (`E`: deliveries, commits, executed commands).
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome<E> {
+    /// Everything the session wrote, in order.
+    pub replies: Vec<u8>,
+    /// The target's record of the session's requests.
+    pub effects: E,
+    /// The session closed.
+    pub closed: bool,
+    /// The session switched to TLS (STARTTLS, STLS): what follows would be
+    /// encrypted, so the split-invariance check does not apply.
+    pub upgraded: bool,
+}
+
+/// The input side of the server session state machines, as their tokio
+/// loops use it.
+pub trait SessionInput {
+    /// One read from the client.
+    fn feed(&mut self, read: &[u8]);
+    /// The server is shutting down.
+    fn shutdown(&mut self);
+    /// The client closed its side.
+    fn eof(&mut self);
+}
+
+macro_rules! session_input {
+    ($($session:ty),*) => {$(
+        impl SessionInput for $session {
+            fn feed(&mut self, read: &[u8]) {
+                <$session>::feed(self, read);
+            }
+            fn shutdown(&mut self) {
+                <$session>::shutdown(self);
+            }
+            fn eof(&mut self) {
+                <$session>::eof(self);
+            }
+        }
+    )*};
+}
+
+session_input!(
+    pochta_proto_smtp::Session,
+    pochta_proto_pop3::Session,
+    pochta_proto_imap::session::Session
+);
+
+/// Runs a session as its server loop does: `drive` (the target's: poll, check
+/// and answer until the session wants input) at the start and after each of
+/// the reads `seed` cuts `stream` into; with `shutdown`, a shutdown after the
+/// read half-way; then, unless the session closed, EOF, after which it must
+/// close.
+pub fn feed_session<S: SessionInput, E>(
+    session: &mut S,
+    out: &mut Outcome<E>,
+    stream: &[u8],
+    seed: u8,
+    shutdown: bool,
+    mut drive: impl FnMut(&mut S, &mut Outcome<E>),
+) {
+    drive(session, out);
+    let reads = chunks(stream, seed);
+    let half = reads.len() / 2;
+    for (i, read) in reads.into_iter().enumerate() {
+        if out.closed {
+            break;
+        }
+        session.feed(read);
+        drive(session, out);
+        if shutdown && i == half {
+            session.shutdown();
+            drive(session, out);
+        }
+    }
+    if !out.closed {
+        session.eof();
+        drive(session, out);
+        assert!(out.closed, "the session did not close after EOF");
+    }
+}
+
+/// The check every session target ends with: unless the session was shut
+/// down or upgraded to TLS, feeding the stream in one read must give the
+/// same replies and effects as the reads `input.seed` picked. `run` runs the
+/// session with a seed.
+pub fn same_replies_however_split<E: PartialEq + std::fmt::Debug>(
+    input: &Input<'_>,
+    shutdown: bool,
+    run: impl Fn(u8) -> Outcome<E>,
+) {
+    let split = run(input.seed);
+    if input.seed == 0 || shutdown || split.upgraded {
+        return;
+    }
+    let whole = run(0);
+    if !whole.upgraded {
+        assert_eq!(
+            String::from_utf8_lossy(&whole.replies),
+            String::from_utf8_lossy(&split.replies),
+            "replies depend on how the input was split"
+        );
+        assert_eq!(whole.effects, split.effects);
+    }
+}
+
 /// Checks that `out` is a sequence of syntactically valid IMAP responses
 /// (RFC 9051 §7): each starts with `*`, `+` or a tag, and its values (atoms,
 /// quoted strings, literals and literal8s with exactly the announced octets,
