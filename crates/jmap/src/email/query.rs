@@ -805,9 +805,6 @@ fn int_key(s: &Sorter, item: &Item<'_>) -> Option<i64> {
 }
 
 fn sort_key(s: &Sorter, item: &Item<'_>, threads: &Threads) -> Key {
-    if let Some(n) = int_key(s, item) {
-        return Key::Int(n);
-    }
     let summary = item.summary;
     let text = |value: &str| collation_key(s.collation, value);
     let meta = item.meta.as_deref();
@@ -822,8 +819,9 @@ fn sort_key(s: &Sorter, item: &Item<'_>, threads: &Threads) -> Key {
         SortProperty::SomeInThreadHaveKeyword(k) => {
             Key::Bool(threads.some_have(summary.thread_id, k))
         }
-        // Numeric: answered by `int_key` above.
-        SortProperty::ReceivedAt | SortProperty::Size | SortProperty::SentAt => Key::Int(0),
+        SortProperty::ReceivedAt | SortProperty::Size | SortProperty::SentAt => {
+            Key::Int(int_key(s, item).unwrap_or_default())
+        }
     }
 }
 
