@@ -163,18 +163,14 @@ fn run(input: &Input<'_>, seed: u8) -> Outcome {
         starttls: flags & 2 != 0,
         max_errors: 6,
     };
-    let mut s = Session::new(cfg, flags & 1 != 0);
-    let mut out = Outcome::default();
-    let mut steps = Steps::new(1_000_000);
+    let session = Session::new(cfg, flags & 1 != 0);
     feed_session(
-        &mut s,
-        &mut out,
+        session,
         input.stream,
         seed,
         flags & 0x10 != 0,
-        |s, out| drive(s, out, flags, &mut steps),
-    );
-    out
+        |s, out, steps| drive(s, out, flags, steps),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -60,18 +60,14 @@ fn run(input: &Input<'_>, seed: u8) -> Outcome {
     let max_size = cfg.max_message_size;
     let max_rcpt = cfg.max_recipients;
     let flags = input.flags;
-    let mut s = Session::new(cfg, (flags & 2 != 0).then(tls));
-    let mut out = Outcome::default();
-    let mut steps = Steps::new(1_000_000);
+    let session = Session::new(cfg, (flags & 2 != 0).then(tls));
     feed_session(
-        &mut s,
-        &mut out,
+        session,
         input.stream,
         seed,
         flags & 8 != 0,
-        |s, out| drive(s, out, flags, max_size, max_rcpt, &mut steps),
-    );
-    out
+        |s, out, steps| drive(s, out, flags, max_size, max_rcpt, steps),
+    )
 }
 
 fn drive(

@@ -211,19 +211,22 @@ session_input!(
 );
 
 /// Runs a session as its server loop does: `drive` (the target's: poll, check
-/// and answer until the session wants input) at the start and after each of
-/// the reads `seed` cuts `stream` into; with `shutdown`, a shutdown after the
-/// read half-way; then, unless the session closed, EOF, after which it must
-/// close.
-pub fn feed_session<S: SessionInput, E>(
-    session: &mut S,
-    out: &mut Outcome<E>,
+/// and answer until the session wants input, counting its polls in the
+/// [`Steps`]) at the start and after each of the reads `seed` cuts `stream`
+/// into; with `shutdown`, a shutdown after the read half-way; then, unless the
+/// session closed, EOF, after which it must close. Returns what the run
+/// produced.
+pub fn feed_session<S: SessionInput, E: Default>(
+    mut session: S,
     stream: &[u8],
     seed: u8,
     shutdown: bool,
-    mut drive: impl FnMut(&mut S, &mut Outcome<E>),
-) {
-    drive(session, out);
+    mut drive: impl FnMut(&mut S, &mut Outcome<E>, &mut Steps),
+) -> Outcome<E> {
+    let mut out = Outcome::default();
+    let mut steps = Steps::new(1_000_000);
+    let mut drive = |s: &mut S, out: &mut Outcome<E>| drive(s, out, &mut steps);
+    drive(&mut session, &mut out);
     let reads = chunks(stream, seed);
     let half = reads.len() / 2;
     for (i, read) in reads.into_iter().enumerate() {
@@ -231,17 +234,18 @@ pub fn feed_session<S: SessionInput, E>(
             break;
         }
         session.feed(read);
-        drive(session, out);
+        drive(&mut session, &mut out);
         if shutdown && i == half {
             session.shutdown();
-            drive(session, out);
+            drive(&mut session, &mut out);
         }
     }
     if !out.closed {
         session.eof();
-        drive(session, out);
+        drive(&mut session, &mut out);
         assert!(out.closed, "the session did not close after EOF");
     }
+    out
 }
 
 /// The check every session target ends with: unless the session was shut
