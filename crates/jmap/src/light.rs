@@ -1,9 +1,11 @@
 //! The light metadata Email/query searches and sorts on, kept between requests.
 //!
-//! A query with a header condition (`from`, `subject`, `text`…) or a header
-//! sort needs the light metadata of every candidate: reading and decoding it
-//! for a 100 000-message mailbox takes seconds, and clients run such queries
-//! again and again. [`LightCaches`] keeps a [`SharedLight`] (the same one IMAP
+//! Every Email/query reads its candidates from here: a header condition
+//! (`from`, `subject`, `text`…) or a header sort needs the light metadata of
+//! every candidate, reading and decoding it for a 100 000-message mailbox
+//! takes seconds, and even a plain "newest first" in a mailbox that size
+//! costs more from the store than from a cache kept up to date, while
+//! clients run their queries again and again. [`LightCaches`] keeps a [`SharedLight`] (the same one IMAP
 //! SEARCH keeps per selected mailbox) for the few scopes (a mailbox, or a
 //! whole account) queried last, shared by all requests and brought up to
 //! date from the change log at each use.
