@@ -424,6 +424,11 @@ async fn no_listener_relays_for_a_stranger() {
     );
     // ... which does hold what an authenticated user sends elsewhere, so the
     // checks above can fail.
+    let file = write_file(
+        server.dir.path(),
+        "mine.eml",
+        b"From: alice@localhost\r\nSubject: to a friend\r\n\r\nhi\r\n",
+    );
     let r = json(&server.py(&[
         "send",
         "--port",
@@ -1038,6 +1043,114 @@ async fn jmap_never_reaches_another_account() {
         alice_mail.iter().all(|m| !m.contains(BOB_SECRET)),
         "{alice_mail:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Sending as another user
+// ---------------------------------------------------------------------------
+
+/// Submits `raw` as alice (login and MAIL FROM alice) to bob over port 587.
+fn submit_as_alice(server: &Server, raw: &str) -> Value {
+    let file = write_file(server.dir.path(), "from.eml", raw.as_bytes());
+    let port = server.ports.submission.to_string();
+    json(&server.py(&[
+        "send",
+        "--port",
+        &port,
+        "--security",
+        "starttls",
+        "--user",
+        ALICE,
+        "--password",
+        PASSWORD,
+        "--from",
+        ALICE,
+        "--to",
+        BOB,
+        "--file",
+        file.to_str().unwrap(),
+    ]))
+}
+
+/// The header From of submitted mail must be the login's address or one of
+/// its aliases, over SMTP as over JMAP (`forbiddenFrom`): the relay DKIM-signs
+/// for the From domain, so otherwise any user could send mail that passes
+/// DMARC as any other user. Several From fields are refused on both, as
+/// receivers disagree on which one counts. Display names, case and a missing
+/// From do not matter.
+#[tokio::test]
+async fn no_sending_as_another_user() {
+    let server = server();
+    let cli = server.cli(&["alias", "add", "team@localhost", ALICE], None);
+    assert!(cli.status.success(), "{cli:?}");
+
+    let refused = [
+        ("From: Bob <bob@localhost>\r\n", "5.7.1"),
+        ("From: alice@localhost, bob@localhost\r\n", "5.7.1"),
+        ("From: boss@example.org\r\n", "5.7.1"),
+        ("From: Alice (not really)\r\n", "5.7.1"),
+        ("From: alice@localhost\r\nFrom: bob@localhost\r\n", "5.6.0"),
+    ];
+    for (from, code) in refused {
+        let raw = format!("{from}To: {BOB}\r\nSubject: spoof\r\n\r\nhi\r\n");
+        let r = submit_as_alice(&server, &raw);
+        assert_eq!(r["code"], 550, "{from:?}: {r}");
+        let message = r["message"].as_str().unwrap();
+        assert!(message.starts_with(code), "{from:?}: {r}");
+    }
+    assert!(all_mail(&server.store(), BOB).await.is_empty());
+
+    let accepted = [
+        "From: Alice <alice@localhost>\r\n",
+        "From: \"bob@localhost\" <alice@localhost>\r\n",
+        "From: ALICE@LOCALHOST\r\n",
+        "From: Team <team@localhost>, alice@localhost\r\n",
+        "",
+    ];
+    for from in accepted {
+        let raw = format!("{from}To: {BOB}\r\nSubject: mine\r\n\r\nhi\r\n");
+        let r = submit_as_alice(&server, &raw);
+        assert_eq!(r["ok"], true, "{from:?}: {r}");
+    }
+    assert_eq!(all_mail(&server.store(), BOB).await.len(), accepted.len());
+
+    // JMAP: imported messages with bob's From, or a second From field.
+    let alice = server.jmap(ALICE);
+    let a = alice.account_id();
+    let identity = alice.method("Identity/get", json!({"accountId": a}))["list"][0]["id"].clone();
+    let inbox = alice.method(
+        "Mailbox/query",
+        json!({"accountId": a, "filter": {"role": "inbox"}}),
+    )["ids"][0]
+        .clone();
+    let mut calls = Vec::new();
+    let cases = [
+        (
+            "bob",
+            format!("From: {BOB}\r\nTo: {BOB}\r\n\r\nx\r\n"),
+            "forbiddenFrom",
+        ),
+        (
+            "two",
+            format!("From: {ALICE}\r\nFrom: {BOB}\r\nTo: {BOB}\r\n\r\nx\r\n"),
+            "invalidEmail",
+        ),
+    ];
+    for (name, raw, _) in &cases {
+        let blob = alice.upload(&a, "message/rfc822", raw.as_bytes())["blobId"].clone();
+        calls.push(json!(["Email/import", {"accountId": a, "emails": {
+            (*name): {"blobId": blob, "mailboxIds": {inbox.as_str().unwrap(): true}}}}, name]));
+        calls.push(json!(["EmailSubmission/set", {"accountId": a, "create": {
+            (*name): {"identityId": identity, "emailId": format!("#{name}")}}}, name]));
+    }
+    let r = alice.call(Value::Array(calls));
+    let m = &r["methodResponses"];
+    for (i, (name, _, kind)) in cases.iter().enumerate() {
+        assert!(m[2 * i][1]["created"][name].is_object(), "{r}");
+        assert_eq!(m[2 * i + 1][1]["notCreated"][name]["type"], *kind, "{r}");
+    }
+    assert_eq!(all_mail(&server.store(), BOB).await.len(), accepted.len());
+    assert_eq!(queue_len(&server.store()).await, 0);
 }
 
 // ---------------------------------------------------------------------------

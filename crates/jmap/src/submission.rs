@@ -799,6 +799,13 @@ async fn create(
             .await
             .map_err(store_error)?;
         let body = strip_fields(&raw);
+        // As SMTP submission: receivers disagree on which of several From
+        // fields counts, so the check above could be read past.
+        if pochta_message::count_headers(&body, "From") > 1 {
+            return Ok(Err(SetError::invalid_email(["from"]).with_description(
+                "the email has more than one From header field",
+            )));
+        }
         let header_end = pochta_message::header_end(&body);
         let smtputf8 = utf8_param
             || !body[..header_end].is_ascii()

@@ -98,6 +98,16 @@ pub fn parse(raw: &[u8]) -> MessageMeta {
     build::parse(raw)
 }
 
+/// The From addresses of a message, decoded as [`MessageMeta::from`], reading only
+/// the header section: submission checks them against the login before anything is
+/// stored, and the DKIM signer signs for the domain that check saw, so the two must
+/// read the field alike (a hand-written scan and a real parser can disagree on
+/// comments and quoted strings).
+pub fn from_addresses(raw: &[u8]) -> Vec<EmailAddress> {
+    let head = raw.get(..header_end(raw)).unwrap_or(raw);
+    build::parse(head).from
+}
+
 /// Everything the server needs to know about a stored message without re-parsing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageMeta {

@@ -607,3 +607,34 @@ fn non_ascii_group_and_long_names_are_encoded_for_imap() {
         )]
     );
 }
+
+/// `from_addresses` reads the header alone and sees what the full parse sees:
+/// comments and quoted display names that hold something like an address do not
+/// count, a From in the body does not count, groups are flattened.
+#[test]
+fn from_addresses_reads_the_header_as_the_full_parse_does() {
+    let cases: [(&str, Vec<EmailAddress>); 5] = [
+        (
+            "From: \"ceo@other.test\" <alice@example.test>\r\nTo: x@y\r\n\r\nFrom: mallory@evil.test\r\n",
+            vec![addr(Some("ceo@other.test"), "alice@example.test")],
+        ),
+        (
+            "From: alice@example.test (<ceo@other.test>)\r\n\r\nbody\r\n",
+            vec![addr(Some("<ceo@other.test>"), "alice@example.test")],
+        ),
+        (
+            "From: a@one.test, B <b@two.test>\r\n\r\n",
+            vec![addr(None, "a@one.test"), addr(Some("B"), "b@two.test")],
+        ),
+        ("Subject: none\r\n\r\nFrom: a@one.test\r\n", vec![]),
+        (
+            "From: team: a@one.test, b@two.test;\r\n\r\n",
+            vec![addr(None, "a@one.test"), addr(None, "b@two.test")],
+        ),
+    ];
+    for (raw, want) in cases {
+        let got = pochta_message::from_addresses(raw.as_bytes());
+        assert_eq!(got, want, "{raw:?}");
+        assert_eq!(got, pochta_message::parse(raw.as_bytes()).from, "{raw:?}");
+    }
+}

@@ -375,6 +375,12 @@ impl SmtpServer {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut body = tx.body;
+        if listener != Listener::Mx
+            && let Some(user) = session.user()
+            && let Some(refusal) = self.check_header_from(user, &body).await
+        {
+            return refusal;
+        }
         let mut extra_headers = String::new();
         if listener == Listener::Mx
             && let Some(checker) = &self.checker
@@ -484,6 +490,51 @@ impl SmtpServer {
                 DeliveryVerdict::TempFail
             }
         }
+    }
+
+    /// Submission: the header From must name addresses the login may send as, as
+    /// JMAP's `forbiddenFrom` does. MAIL FROM alone is not enough: readers see the
+    /// header, DMARC aligns on it, and the relay DKIM-signs for its domain, so
+    /// without this any user could send as any other user of the server. More than
+    /// one From field is refused (RFC 5322 §3.6 allows one) because receivers
+    /// disagree on which of them counts. A message with no From names nobody and
+    /// passes.
+    async fn check_header_from(&self, user: &str, body: &[u8]) -> Option<DeliveryVerdict> {
+        let fields = pochta_message::count_headers(body, "From");
+        if fields > 1 {
+            tracing::info!(user, fields, "submission with several From fields refused");
+            return Some(DeliveryVerdict::Reject(Reply::new(
+                550,
+                "5.6.0",
+                format!("{fields} From header fields; a message has one"),
+            )));
+        }
+        for from in pochta_message::from_addresses(body) {
+            let owned = match Address::parse(&from.email) {
+                Ok(a) => self.delivery.may_send_as(user, Some(&a)).await,
+                Err(_) => Ok(false),
+            };
+            match owned {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(user, from = %from.email, "header From not owned");
+                    return Some(DeliveryVerdict::Reject(Reply::new(
+                        550,
+                        "5.7.1",
+                        // Reply::write_to drops line breaks; bound the length.
+                        format!(
+                            "From: {} is not an address of {user}",
+                            from.email.chars().take(200).collect::<String>()
+                        ),
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "header From check failed");
+                    return Some(DeliveryVerdict::TempFail);
+                }
+            }
+        }
+        None
     }
 
     /// Writes pending replies. A client that stops reading cannot hold us forever.

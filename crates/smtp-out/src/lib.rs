@@ -435,16 +435,12 @@ fn notify_of(bits: u8) -> Option<Notify> {
     }
 }
 
-/// The domain of the first address in the From field, lower case.
+/// The domain of the first header From address, read by the parser submission
+/// checked it with (`pochta_message::from_addresses`): the signature is for the
+/// domain the sender was found to own.
 fn from_domain(raw: &[u8]) -> Option<String> {
-    let value = pochta_message::find_header(raw, "From")?;
-    let text = String::from_utf8_lossy(value);
-    // The address is inside <> when there is a display name.
-    let addr = match (text.rfind('<'), text.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &text[a + 1..b],
-        _ => text.split(',').next().unwrap_or(""),
-    };
-    let domain = addr.rsplit_once('@')?.1.trim().trim_end_matches('>');
+    let from = pochta_message::from_addresses(raw).into_iter().next()?;
+    let (_, domain) = from.email.rsplit_once('@')?;
     (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
 }
 
