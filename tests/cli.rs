@@ -32,25 +32,8 @@ fn rcpt_code(server: &Server, rcpt: &str) -> i64 {
 }
 
 fn login_code(server: &Server, user: &str, password: &str) -> i64 {
-    let port = server.ports.submission.to_string();
     let file = write_file(server.dir.path(), "login.eml", b"Subject: x\r\n\r\nx\r\n");
-    let r = json(&server.py(&[
-        "send",
-        "--port",
-        &port,
-        "--security",
-        "starttls",
-        "--user",
-        user,
-        "--password",
-        password,
-        "--from",
-        user,
-        "--to",
-        user,
-        "--file",
-        file.to_str().unwrap(),
-    ]));
+    let r = server.submit((user, password), user, &[user], &file);
     if r["ok"] == true {
         250
     } else {

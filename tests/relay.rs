@@ -84,27 +84,7 @@ fn submit(a: &Server, to: &[&str], subject: &str, extra_headers: &str) -> Value 
         to.join(", ")
     );
     let file = write_file(a.dir.path(), &format!("{subject}.eml"), msg.as_bytes());
-    let port = a.ports.submission.to_string();
-    let mut args = vec![
-        "send",
-        "--port",
-        &port,
-        "--security",
-        "starttls",
-        "--user",
-        "alice@a.test",
-        "--password",
-        PASSWORD,
-        "--from",
-        "alice@a.test",
-        "--file",
-        file.to_str().unwrap(),
-    ];
-    for t in to {
-        args.push("--to");
-        args.push(t);
-    }
-    json(&a.py(&args))
+    a.submit(("alice@a.test", PASSWORD), "alice@a.test", to, &file)
 }
 
 async fn inbox_messages(store: &SqliteStore, address: &str) -> Vec<String> {

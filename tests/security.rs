@@ -429,23 +429,7 @@ async fn no_listener_relays_for_a_stranger() {
         "mine.eml",
         b"From: alice@localhost\r\nSubject: to a friend\r\n\r\nhi\r\n",
     );
-    let r = json(&server.py(&[
-        "send",
-        "--port",
-        &server.ports.submission.to_string(),
-        "--security",
-        "starttls",
-        "--user",
-        ALICE,
-        "--password",
-        PASSWORD,
-        "--from",
-        ALICE,
-        "--to",
-        "friend@remote.example",
-        "--file",
-        file.to_str().unwrap(),
-    ]));
+    let r = server.submit((ALICE, PASSWORD), ALICE, &["friend@remote.example"], &file);
     assert_eq!(r["ok"], true, "{r}");
     let queued = store.queue_list().await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
@@ -1052,24 +1036,7 @@ async fn jmap_never_reaches_another_account() {
 /// Submits `raw` as alice (login and MAIL FROM alice) to bob over port 587.
 fn submit_as_alice(server: &Server, raw: &str) -> Value {
     let file = write_file(server.dir.path(), "from.eml", raw.as_bytes());
-    let port = server.ports.submission.to_string();
-    json(&server.py(&[
-        "send",
-        "--port",
-        &port,
-        "--security",
-        "starttls",
-        "--user",
-        ALICE,
-        "--password",
-        PASSWORD,
-        "--from",
-        ALICE,
-        "--to",
-        BOB,
-        "--file",
-        file.to_str().unwrap(),
-    ]))
+    server.submit((ALICE, PASSWORD), ALICE, &[BOB], &file)
 }
 
 /// The header From of submitted mail must be the login's address or one of

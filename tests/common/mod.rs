@@ -299,6 +299,39 @@ impl Server {
         python(args)
     }
 
+    /// Submits the message in `file` with smtplib over the submission port
+    /// (STARTTLS, AUTH as `user`, MAIL FROM `from`); the tool's JSON result
+    /// (`ok`, or `code` and `message` of the refusal).
+    pub fn submit(
+        &self,
+        (user, password): (&str, &str),
+        from: &str,
+        to: &[&str],
+        file: &Path,
+    ) -> serde_json::Value {
+        let port = self.ports.submission.to_string();
+        let file = file.to_string_lossy();
+        let mut args = vec![
+            "send",
+            "--port",
+            &port,
+            "--security",
+            "starttls",
+            "--user",
+            user,
+            "--password",
+            password,
+            "--from",
+            from,
+            "--file",
+            &file,
+        ];
+        for t in to {
+            args.extend(["--to", t]);
+        }
+        json(&self.py(&args))
+    }
+
     /// Runs `tests/py/imap_tool.py ARGS` and returns its output.
     pub fn imap(&self, args: &[&str]) -> Output {
         python_tool("imap_tool.py", args)
