@@ -9,13 +9,12 @@
 //! running at once is bounded by construction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use pochta_addr::Secret;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 struct Job {
     phc: String,
@@ -25,7 +24,7 @@ struct Job {
 
 /// A pool of verification threads.
 pub struct Hasher {
-    tx: SyncSender<Job>,
+    tx: mpsc::Sender<Job>,
     /// Verifications asked for, so tests can see that every login attempt
     /// costs one (unknown users included) without measuring time.
     requested: AtomicU64,
@@ -34,7 +33,7 @@ pub struct Hasher {
 impl Hasher {
     /// Starts `threads` verification threads.
     pub fn new(threads: usize) -> std::io::Result<Hasher> {
-        let (tx, rx) = sync_channel::<Job>(1024);
+        let (tx, rx) = mpsc::channel::<Job>(1024);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
@@ -63,24 +62,24 @@ impl Hasher {
             password,
             reply,
         };
-        // A full queue means a login flood: waiting here is the throttle.
-        let tx = self.tx.clone();
-        let sent = tokio::task::spawn_blocking(move || tx.send(job).is_ok()).await;
-        if !matches!(sent, Ok(true)) {
+        // A full queue means a login flood: waiting here is the throttle. The
+        // wait is async, so a flood holds no thread of the runtime's bounded
+        // blocking pool, which store reads need.
+        if self.tx.send(job).await.is_err() {
             return false;
         }
         rx.await.unwrap_or(false)
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>) {
+fn worker(rx: &Mutex<mpsc::Receiver<Job>>) {
     let mut blocks: Vec<Block> = Vec::new();
     loop {
         let job = {
-            let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            let mut guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.blocking_recv() {
+                Some(job) => job,
+                None => return,
             }
         };
         let ok = verify_with(&mut blocks, &job.phc, job.password.expose().as_bytes());
@@ -143,5 +142,33 @@ mod tests {
         let h = Hasher::new(2).unwrap();
         assert!(h.verify(phc.clone(), pw).await);
         assert!(!h.verify(phc, Secret::new("nope")).await);
+    }
+
+    /// A login must not take a thread of the runtime's blocking pool: the pool
+    /// is bounded (src/main.rs) and store reads fill it under load. With its
+    /// only blocking thread busy, a verification still completes.
+    #[test]
+    fn verification_needs_no_blocking_thread() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        rt.block_on(async {
+            let busy = tokio::task::spawn_blocking(move || {
+                let _ = wait.recv();
+            });
+            let hasher = Hasher::new(1).unwrap();
+            let pw = Secret::new("correct horse");
+            let phc = crate::hash_password(&pw).unwrap();
+            let checked =
+                tokio::time::timeout(std::time::Duration::from_secs(60), hasher.verify(phc, pw))
+                    .await;
+            release.send(()).unwrap();
+            busy.await.unwrap();
+            assert!(matches!(checked, Ok(true)), "{checked:?}");
+        });
     }
 }
