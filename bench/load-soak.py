@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Load soak: many concurrent IMAP sessions doing a realistic mix, plus a steady SMTP
-delivery stream, for minutes, against one pochta; no error, no leak, latency reported.
+"""Load soak: many concurrent IMAP sessions doing a realistic mix, JMAP web-mail clients,
+plus a steady SMTP delivery stream, for minutes, against one pochta; no error, no leak,
+latency reported.
 
 pochta only (no reference system: this is a test with absolute figures, not a ratio).
 `target/release/pochta serve` (POCHTA_BIN to use another binary; built with `cargo build
@@ -33,13 +34,32 @@ DURATION seconds:
     of one session races another's move (concurrent flag changes and the EXISTS and
     EXPUNGE that others' moves and the deliveries cause are the point). At the end each
     session finishes its step and logs out.
+  * JMAP_SESSIONS web-mail clients (HTTPS, keep-alive, Basic auth; threads of one more
+    process) over JMAP_USERS users of their own (user<USERS+1>.., so that no IMAP move
+    races their updates), each starting in the ramp with the session resource,
+    Mailbox/get and the 50 newest of its INBOX, then looping: think THINK_MIN..THINK_MAX
+    seconds, then one step:
+        poll       30  Email/changes since its state, Email/get of the created (list
+                       properties) and the updated (keywords)
+        newest     20  Email/query inMailbox INBOX by receivedAt descending, limit 50, and
+                       Email/get of them (threadId, mailboxIds, keywords, from, subject,
+                       receivedAt, size, preview) by back-reference
+        read       20  Email/get of one with its text body values, Email/set $seen
+        flag       10  Email/set $flagged on or off
+        search     10  Email/query (text or subject word, $flagged, unseen in INBOX),
+                       limit 20, with Email/get and SearchSnippet/get
+        thread      5  Thread/get of one email's thread and Email/get of its emails
+        mailboxes   5  Mailbox/get
   * SMTP_RATE messages/s delivered to the MX over SMTP_CONNS connections (kept open,
-    reopened every 200 messages), each to a random user's INBOX (so NOOP and IDLE see
-    EXISTS).
+    reopened every 200 messages), each to a random user's INBOX (so NOOP, IDLE and
+    Email/changes see them).
 
-Every reply is checked: a tagged NO or BAD, an untagged NO, BAD or BYE (but the BYE of
-LOGOUT), a missing FETCH response, literal, COPYUID or APPENDUID, a timeout (TIMEOUT), a
-closed connection, an SMTP refusal: each is an error, and there must be none.
+Every reply is checked (JMAP: an HTTP status other than 200, a method error, any
+notFound, notCreated or notUpdated; IMAP: a tagged NO or BAD, an untagged NO, BAD or BYE
+(but the BYE of LOGOUT), a missing FETCH response (unless the tagged OK says
+[EXPUNGEISSUED]: another session of the user moved that message away, which is counted),
+a missing literal, COPYUID or APPENDUID), a timeout (TIMEOUT), a closed connection, an
+SMTP refusal: each is an error, and there must be none.
 
 Measured: the latency of every command (time from sending it to its tagged reply; for
 IDLE the continuation, for DONE the tagged OK; CONNECT is TCP + TLS + greeting; SMTP
@@ -64,6 +84,8 @@ Settings (environment variables):
   DURATION=600       seconds of load (ramp and warm-up included)
   USERS=100          users (user1..userUSERS@example.test)
   MESSAGES=300       messages in each INBOX before the run (delivered over SMTP)
+  JMAP_SESSIONS=50   concurrent JMAP clients (0: none, and no HTTP listener)
+  JMAP_USERS=10      users of the JMAP clients, after the IMAP users
   SMTP_RATE=20       messages/s delivered during the run
   SMTP_CONNS=4       SMTP connections of that stream
   PROCS=4            IMAP client processes
@@ -81,7 +103,7 @@ Settings (environment variables):
   BENCH_DIR          work directory (default target/bench-load-soak, on a disk)
   POCHTA_BIN         the pochta binary (default target/release/pochta, built if missing;
                      copied into BENCH_DIR, so a rebuild during the run changes nothing)
-  PORTS=SMTP,IMAPS   loopback ports (default: two free ones)
+  PORTS=SMTP,IMAPS[,HTTPS]  loopback ports (default: free ones)
   WEIGHTS=           change step weights, e.g. WEIGHTS=search=0,move=5
   SEED=1             seed of the sessions' random choices
   KEEP=0             1: keep the data directory afterwards
@@ -142,6 +164,8 @@ class Settings:
         self.duration = float(env("DURATION", "600"))
         self.users = int(env("USERS", "100"))
         self.messages = int(env("MESSAGES", "300"))
+        self.jmap_sessions = int(env("JMAP_SESSIONS", "50"))
+        self.jmap_users = int(env("JMAP_USERS", "10")) if self.jmap_sessions else 0
         self.smtp_rate = float(env("SMTP_RATE", "20"))
         self.smtp_conns = int(env("SMTP_CONNS", "4"))
         self.procs = max(1, int(env("PROCS", "4")))
@@ -167,6 +191,9 @@ class Settings:
             self.weights[k] = int(v)
         if self.sessions < 1 or self.users < 1 or self.users > self.sessions:
             die("need 1 <= USERS <= SESSIONS")
+        if self.jmap_sessions and not 1 <= self.jmap_users <= self.jmap_sessions:
+            die("need 1 <= JMAP_USERS <= JMAP_SESSIONS")
+        self.all_users = self.users + self.jmap_users
         if self.warmup >= self.duration:
             die("WARMUP must be shorter than DURATION")
 
@@ -250,7 +277,7 @@ def pochta_copy(s):
     return copy
 
 
-def start_pochta(s, binary, smtp_port, imaps_port):
+def start_pochta(s, binary, smtp_port, imaps_port, http_port):
     d = s.bench_dir / "server"
     shutil.rmtree(d, ignore_errors=True)
     (d / "data").mkdir(parents=True)
@@ -269,7 +296,7 @@ imap = ""
 imaps = "127.0.0.1:{imaps_port}"
 pop3 = ""
 pop3s = ""
-http = ""
+http = "{f'127.0.0.1:{http_port}' if s.jmap_sessions else ''}"
 
 [limits]
 connections_per_ip = {conns}
@@ -289,7 +316,7 @@ level = "info"
         return None
 
     with ThreadPoolExecutor(2) as ex:
-        for err in ex.map(add, range(1, s.users + 1)):
+        for err in ex.map(add, range(1, s.all_users + 1)):
             if err:
                 die(err)
     logf = open(d / "server.log", "w")
@@ -299,6 +326,8 @@ level = "info"
     server.cfg = cfg
     wait_port("127.0.0.1", smtp_port, timeout=60.0, proc=server, what="pochta")
     wait_port("127.0.0.1", imaps_port, timeout=60.0, proc=server, what="pochta")
+    if s.jmap_sessions:
+        wait_port("127.0.0.1", http_port, timeout=60.0, proc=server, what="pochta")
     return server
 
 
@@ -319,7 +348,7 @@ def preload_job(job):
 
 
 def preload(s, port):
-    items = [(u, q) for q in range(1, s.messages + 1) for u in range(1, s.users + 1)]
+    items = [(u, q) for q in range(1, s.messages + 1) for u in range(1, s.all_users + 1)]
     jobs = [(port, items[i::s.load_conns]) for i in range(s.load_conns)]
     t0 = time.monotonic()
     with multiprocessing.Pool(s.load_conns) as pool:
@@ -580,7 +609,7 @@ class Session:
         if self.exists == 0:
             return
         lo, hi = max(1, self.exists - 49), self.exists
-        out, _ = await self.command("FETCH-FLAGS", b"FETCH %d:* (UID FLAGS)" % lo)
+        out, tagged = await self.command("FETCH-FLAGS", b"FETCH %d:* (UID FLAGS)" % lo)
         uids = []
         for t, _ in out:
             if b" FETCH " in t:
@@ -588,8 +617,13 @@ class Session:
                 if not m or not f:
                     raise ImapErr(f"FETCH-FLAGS: {t[:200]!r}")
                 uids.append((int(m.group(1)), f.group(1)))
-        if len(uids) < hi - lo + 1:  # EXISTS may grow meanwhile, not shrink (no EXPUNGE during FETCH)
-            raise ImapErr(f"FETCH-FLAGS: {len(uids)} responses for {lo}:* with {hi} messages")
+        # EXISTS may grow meanwhile, not shrink (no EXPUNGE during FETCH); a message
+        # another session of the user moved away is left out, and the tagged OK says
+        # so with [EXPUNGEISSUED] (RFC 5530, RFC 2180 §4.1.3).
+        if len(uids) < hi - lo + 1:
+            if b"[EXPUNGEISSUED]" not in tagged:
+                raise ImapErr(f"FETCH-FLAGS: {len(uids)} responses for {lo}:* with {hi} messages")
+            self.stats.races += 1
         self.known = {u: f for u, f in uids if self.own(u)}
         new = sorted(u for u, _ in uids if u > self.max_uid)
         if not first and new:
@@ -801,7 +835,8 @@ async def client_main(conn, spec):
     p.cancel()
     conn.send({"progress": False, "steady": dict(stats.steady), "early": dict(stats.early),
                "minute": dict(stats.minute), "final": dict(stats.final), "errors": stats.errors, "n_errors": stats.n_errors,
-               "commands": stats.commands, "exists_seen": stats.exists_seen, "cpu": cpu_now()})
+               "commands": stats.commands, "exists_seen": stats.exists_seen, "races": stats.races,
+               "cpu": cpu_now()})
 
 
 def client_proc(conn, spec):
@@ -811,6 +846,216 @@ def client_proc(conn, spec):
         import traceback
         traceback.print_exc()
         conn.send({"progress": False, "crash": f"{type(e).__name__}: {e}"})
+
+
+# ---------------------------------------------------------------- JMAP client
+
+JMAP_STEPS = (("poll", 30), ("newest", 20), ("read", 20), ("flag", 10), ("search", 10),
+              ("thread", 5), ("mailboxes", 5))
+JMAP_USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
+LIST_PROPS = ["threadId", "mailboxIds", "keywords", "from", "subject", "receivedAt", "size", "preview"]
+
+
+class JmapSession:
+    """One web-mail client: keep-alive HTTPS, Basic auth, its own user (JMAP users are not
+    IMAP users, so no IMAP move races its updates); every call's reply is checked."""
+
+    def __init__(self, idx, spec, stats, lock):
+        self.idx, self.spec, self.stats, self.lock = idx, spec, stats, lock
+        self.user = spec["first_user"] + idx % spec["jmap_users"]
+        self.rng = random.Random(spec["seed"] * 7_000_003 + idx)
+        auth = f"{user_addr(self.user)}:{PASSWORD}".encode()
+        import base64
+        self.headers = {"Authorization": "Basic " + base64.b64encode(auth).decode(),
+                        "Content-Type": "application/json", "Accept": "application/json"}
+        self.http = None
+        self.ids = []           # ids of the newest emails seen, with their keywords
+        self.keywords = {}
+        self.threads = {}
+        self.state = None
+
+    def connect(self):
+        import http.client
+        self.http = http.client.HTTPSConnection("127.0.0.1", self.spec["port"], timeout=self.spec["timeout"],
+                                                context=client_context())
+
+    def request(self, method, path, body=None):
+        import http.client
+        fresh = self.http is None
+        if fresh:
+            self.connect()
+        try:
+            self.http.request(method, path, body=body, headers=self.headers)
+            r = self.http.getresponse()
+            return r.status, r.read()
+        except (http.client.HTTPException, OSError):
+            self.http.close()
+            self.http = None
+            if fresh:
+                raise
+        # The server closed a kept-alive connection: once more, on a new one (every
+        # request here may be repeated).
+        self.connect()
+        self.http.request(method, path, body=body, headers=self.headers)
+        r = self.http.getresponse()
+        return r.status, r.read()
+
+    def call(self, step, calls):
+        """Runs one JMAP request; the method responses, or None after recording an error."""
+        import json
+        t = time.monotonic()
+        try:
+            status, data = self.request("POST", self.api, json.dumps({"using": JMAP_USING, "methodCalls": calls}))
+        except Exception as e:  # noqa: BLE001
+            with self.lock:
+                self.stats.error(f"JMAP {step}", f"{type(e).__name__}: {e}")
+            self.http = None
+            return None
+        d = time.monotonic() - t
+        with self.lock:
+            self.stats.add(f"JMAP {step}", t, d)
+        if status != 200:
+            with self.lock:
+                self.stats.error(f"JMAP {step}", f"HTTP {status}: {data[:200]!r}")
+            return None
+        responses = json.loads(data)["methodResponses"]
+        for name, args, _ in responses:
+            bad = (name == "error" or args.get("notUpdated") or args.get("notCreated")
+                   or args.get("notDestroyed") or args.get("notFound"))
+            if bad:
+                with self.lock:
+                    self.stats.error(f"JMAP {step}", f"{name}: {json.dumps(args)[:250]}")
+                return None
+        return responses
+
+    def remember(self, emails):
+        for e in emails:
+            if e["id"] not in self.keywords:
+                self.ids.append(e["id"])
+            self.keywords[e["id"]] = dict(e.get("keywords", {}))
+            self.threads[e["id"]] = e["threadId"]
+        self.ids = self.ids[-200:]
+
+    def start(self):
+        import json
+        t = time.monotonic()
+        status, data = self.request("GET", "/.well-known/jmap")
+        if status != 200:
+            raise RuntimeError(f"JMAP session resource: HTTP {status}")
+        session = json.loads(data)
+        with self.lock:
+            self.stats.add("JMAP session", t, time.monotonic() - t)
+        self.api = "/" + session["apiUrl"].split("/", 3)[3] if "://" in session["apiUrl"] else session["apiUrl"]
+        self.account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+        r = self.call("mailboxes", [["Mailbox/get", {"accountId": self.account, "ids": None}, "m"]])
+        if r is None:
+            raise RuntimeError("JMAP Mailbox/get failed")
+        self.inbox = next(m["id"] for m in r[0][1]["list"] if m.get("role") == "inbox")
+        self.newest()
+
+    def newest(self):
+        r = self.call("newest", [
+            ["Email/query", {"accountId": self.account, "filter": {"inMailbox": self.inbox},
+                             "sort": [{"property": "receivedAt", "isAscending": False}], "limit": 50}, "q"],
+            ["Email/get", {"accountId": self.account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                           "properties": LIST_PROPS}, "g"]])
+        if r:
+            self.remember(r[1][1]["list"])
+            self.state = self.state or r[1][1]["state"]
+
+    def step(self, name):
+        a = self.account
+        if name == "newest":
+            self.newest()
+        elif name == "poll":
+            r = self.call("poll", [
+                ["Email/changes", {"accountId": a, "sinceState": self.state, "maxChanges": 200}, "c"],
+                ["Email/get", {"accountId": a, "#ids": {"resultOf": "c", "name": "Email/changes", "path": "/created"},
+                               "properties": LIST_PROPS}, "g1"],
+                ["Email/get", {"accountId": a, "#ids": {"resultOf": "c", "name": "Email/changes", "path": "/updated"},
+                               "properties": ["keywords", "mailboxIds"]}, "g2"]])
+            if r:
+                self.state = r[0][1]["newState"]
+                self.remember(r[1][1]["list"])
+                for e in r[2][1]["list"]:
+                    self.keywords[e["id"]] = dict(e.get("keywords", {}))
+                with self.lock:
+                    self.stats.exists_seen += len(r[0][1]["created"])
+        elif name == "read" and self.ids:
+            i = self.rng.choice(self.ids)
+            self.call("read", [
+                ["Email/get", {"accountId": a, "ids": [i], "fetchTextBodyValues": True, "maxBodyValueBytes": 65536,
+                               "properties": ["subject", "from", "to", "sentAt", "textBody", "bodyValues",
+                                              "attachments", "messageId", "references"]}, "g"],
+                ["Email/set", {"accountId": a, "update": {i: {"keywords/$seen": True}}}, "s"]])
+            self.keywords.setdefault(i, {})["$seen"] = True
+        elif name == "flag" and self.ids:
+            i = self.rng.choice(self.ids)
+            on = not self.keywords.get(i, {}).get("$flagged", False)
+            self.call("flag", [["Email/set", {"accountId": a, "update": {i: {"keywords/$flagged": on or None}}}, "s"]])
+            if on:
+                self.keywords.setdefault(i, {})["$flagged"] = True
+            else:
+                self.keywords.get(i, {}).pop("$flagged", None)
+        elif name == "search":
+            word = self.rng.choice(WORDS)
+            f = self.rng.choice([{"text": word}, {"subject": word}, {"hasKeyword": "$flagged"},
+                                 {"operator": "AND", "conditions": [{"inMailbox": self.inbox}, {"notKeyword": "$seen"}]}])
+            self.call("search", [
+                ["Email/query", {"accountId": a, "filter": f, "limit": 20,
+                                 "sort": [{"property": "receivedAt", "isAscending": False}]}, "q"],
+                ["Email/get", {"accountId": a, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                               "properties": LIST_PROPS}, "g"],
+                ["SearchSnippet/get", {"accountId": a, "filter": f,
+                                       "#emailIds": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}, "s"]])
+        elif name == "thread" and self.ids:
+            i = self.rng.choice(self.ids)
+            self.call("thread", [
+                ["Thread/get", {"accountId": a, "ids": [self.threads[i]]}, "t"],
+                ["Email/get", {"accountId": a, "#ids": {"resultOf": "t", "name": "Thread/get", "path": "/list/*/emailIds"},
+                               "properties": LIST_PROPS}, "g"]])
+        elif name == "mailboxes":
+            self.call("mailboxes", [["Mailbox/get", {"accountId": a, "ids": None}, "m"]])
+
+    def run(self, end):
+        spec = self.spec
+        time.sleep(max(0.0, spec["t0"] + self.rng.random() * spec["ramp"] - time.monotonic()))
+        steps = [k for k, w in JMAP_STEPS for _ in range(w)]
+        try:
+            self.start()
+        except Exception as e:  # noqa: BLE001
+            with self.lock:
+                self.stats.error("JMAP session", f"{type(e).__name__}: {e}")
+            return
+        while True:
+            time.sleep(self.rng.uniform(*spec["think"]))
+            if time.monotonic() >= end:
+                break
+            self.step(self.rng.choice(steps))
+        if self.http is not None:
+            self.http.close()
+
+
+def jmap_proc(conn, spec):
+    """JMAP_SESSIONS web-mail clients, a thread each (they think far longer than they
+    work, so the GIL does not serialise them)."""
+    try:
+        stats = Stats(spec["t0"], spec["warmup"], spec["duration"])
+        lock = threading.Lock()
+        end = spec["t0"] + spec["duration"]
+        sessions = [JmapSession(i, spec, stats, lock) for i in range(spec["jmap_sessions"])]
+        threads = [threading.Thread(target=x.run, args=(end,), daemon=True) for x in sessions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        conn.send({"steady": dict(stats.steady), "early": dict(stats.early), "errors": stats.errors,
+                   "n_errors": stats.n_errors, "commands": stats.commands, "created_seen": stats.exists_seen,
+                   "cpu": cpu_now()})
+    except BaseException as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        conn.send({"crash": f"{type(e).__name__}: {e}"})
 
 
 # ---------------------------------------------------------------- verification
@@ -860,7 +1105,7 @@ class SyncImap:
 
 def mailbox_counts(s, port):
     out = {}
-    for u in range(1, s.users + 1):
+    for u in range(1, s.all_users + 1):
         c = SyncImap(port, u)
         out[u] = (c.messages("INBOX"), c.messages("Archive"), c.messages("Drafts"))
         c.close()
@@ -898,6 +1143,10 @@ ORDER = ("CONNECT", "LOGIN", "SELECT", "FETCH-FLAGS", "FETCH-HEADERS", "FETCH-BO
          "SEARCH", "STATUS", "APPEND", "EXPUNGE", "MOVE", "NOOP", "IDLE", "DONE", "LOGOUT")
 
 
+def is_imap(key):
+    return key != "SMTP" and not key.startswith("JMAP ")
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -909,9 +1158,10 @@ def main():
         die(f"BENCH_DIR {s.bench_dir} is on tmpfs; give a directory on a disk")
     limit = raise_fd_limit(s.sessions * 2 + 2000)
     if s.ports:
-        smtp_port, imaps_port = (int(x) for x in s.ports.split(","))
+        smtp_port, imaps_port, *rest = (int(x) for x in s.ports.split(","))
+        http_port = rest[0] if rest else free_port()
     else:
-        smtp_port, imaps_port = free_port(), free_port()
+        smtp_port, imaps_port, http_port = free_port(), free_port(), free_port()
     binary = pochta_copy(s)
     log(f"load-soak: {s.sessions} IMAP sessions over {s.users} users ({s.messages} messages each), "
         f"{s.smtp_rate:g} SMTP msg/s, {s.duration:.0f} s (ramp {s.ramp:.0f} s, warm-up {s.warmup:.0f} s), "
@@ -919,7 +1169,10 @@ def main():
     log("steps (weights): " + ", ".join(f"{k} {w}" for k, w in s.weights.items()) +
         f"; think {s.think[0]:g}..{s.think[1]:g} s, re-login every {s.relogin[0]:g}..{s.relogin[1]:g} s")
     log(f"machine: {os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    server = start_pochta(s, binary, smtp_port, imaps_port)
+    if s.jmap_sessions:
+        log(f"JMAP: {s.jmap_sessions} web-mail sessions over {s.jmap_users} users of their own "
+            f"(user{s.users + 1}..), HTTPS; steps (weights): " + ", ".join(f"{k} {w}" for k, w in JMAP_STEPS))
+    server = start_pochta(s, binary, smtp_port, imaps_port, http_port)
     failures = []
     try:
         preload(s, smtp_port)
@@ -948,9 +1201,17 @@ def main():
         sa, sb = ctx.Pipe()
         smtp_proc = ctx.Process(target=smtp_stream, args=(sb, {
             "t0": t0, "end": t0 + s.duration, "rate": s.smtp_rate, "conns": s.smtp_conns, "port": smtp_port,
-            "users": s.users, "seed": s.seed, "timeout": s.timeout}), daemon=True)
+            "users": s.all_users, "seed": s.seed, "timeout": s.timeout}), daemon=True)
         smtp_proc.start()
         smtp_result = None
+        jmap_conn, jmap_result = None, {}
+        if s.jmap_sessions:
+            ja, jb = ctx.Pipe()
+            jmap = ctx.Process(target=jmap_proc, args=(jb, dict(
+                common, port=http_port, jmap_sessions=s.jmap_sessions, jmap_users=s.jmap_users,
+                first_user=s.users + 1)), daemon=True)
+            jmap.start()
+            jmap_conn, jmap_result = ja, None
 
         samples = []  # (t, rss KiB, cpu s, fds, threads, machine busy)
         printed = -1
@@ -976,7 +1237,9 @@ def main():
                         c[2] = msg
             if smtp_result is None and sa.poll():
                 smtp_result = sa.recv()
-            if all(c[2] is not None for c in clients) and smtp_result is not None:
+            if jmap_result is None and jmap_conn.poll():
+                jmap_result = jmap_conn.recv()
+            if all(c[2] is not None for c in clients) and smtp_result is not None and jmap_result is not None:
                 break
             if server.poll() is not None:
                 die(f"pochta exited during the run with status {server.returncode}")
@@ -1025,7 +1288,7 @@ def main():
             die(f"a client process crashed: {crashed[0]}")
         steady, early, minute = collections.defaultdict(list), collections.defaultdict(list), collections.defaultdict(list)
         final = collections.defaultdict(list)
-        errors, n_errors, commands, exists_seen, client_cpu = [], 0, 0, 0, 0.0
+        errors, n_errors, commands, exists_seen, races, client_cpu = [], 0, 0, 0, 0, 0.0
         for c in clients:
             r = c[2]
             for k, v in r["steady"].items():
@@ -1040,7 +1303,16 @@ def main():
             n_errors += r["n_errors"]
             commands += r["commands"]
             exists_seen += r["exists_seen"]
+            races += r.get("races", 0)
             client_cpu += r["cpu"]
+        if "crash" in jmap_result:
+            die(f"the JMAP client process crashed: {jmap_result['crash']}")
+        for k, v in jmap_result.get("steady", {}).items():
+            steady[k] += v
+        for k, v in jmap_result.get("early", {}).items():
+            early[k] += v
+        errors += jmap_result.get("errors", [])
+        n_errors += jmap_result.get("n_errors", 0)
         smtp_lat = smtp_result["lat"]
         for t, d in smtp_lat:
             (steady if t >= s.warmup else early)["SMTP"].append(d)
@@ -1051,14 +1323,19 @@ def main():
 
         log("")
         steady_secs = s.duration - s.warmup
-        n_steady = sum(len(v) for k, v in steady.items() if k != "SMTP")
+        n_steady = sum(len(v) for k, v in steady.items() if is_imap(k))
         log(f"latency after the warm-up ({s.warmup:.0f}..{s.duration:.0f} s; {n_steady} IMAP commands, "
             f"{n_steady / steady_secs:.0f}/s):")
         log(f"{'command':<14} {'count':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>9}")
-        for k in ORDER + tuple(sorted(set(steady) - set(ORDER) - {"SMTP"})):
+        for k in ORDER + tuple(sorted(k for k in set(steady) - set(ORDER) if is_imap(k))):
             if steady.get(k):
                 log(lat_row(k, steady[k]))
-        log(lat_row("all IMAP", [x for k, v in steady.items() if k != "SMTP" for x in v]))
+        log(lat_row("all IMAP", [x for k, v in steady.items() if is_imap(k) for x in v]))
+        jmap_keys = sorted(k for k in steady if k.startswith("JMAP "))
+        for k in jmap_keys:
+            log(lat_row(k, steady[k]))
+        if jmap_keys:
+            log(lat_row("all JMAP", [x for k in jmap_keys for x in steady[k]]))
         if steady.get("SMTP"):
             log(lat_row("SMTP message", steady["SMTP"]))
         if early:
@@ -1108,14 +1385,18 @@ def main():
             mach = cpu_end[2][0] - cpu_warm[2][0]
             n_cmd_window = sum(len(v) for v in steady.values())
             log(f"server CPU after the warm-up: {srv:.1f} s in {wall:.0f} s = {srv / wall:.2f} CPUs "
-                f"({1e3 * srv / max(1, n_cmd_window):.2f} ms per IMAP command or SMTP message); whole machine "
+                f"({1e3 * srv / max(1, n_cmd_window):.2f} ms per IMAP command, JMAP request or SMTP message); whole machine "
                 f"{mach / wall:.2f} CPUs busy of {os.cpu_count()}, steal {(cpu_end[2][1] - cpu_warm[2][1]) / wall:.2f}")
         total_cpu = samples[-1][2] - samples[0][2] if samples else 0
         log(f"server CPU over the whole run {total_cpu:.1f} s; client processes {client_cpu:.1f} s, "
             f"SMTP stream {smtp_result['cpu']:.1f} s")
+        if s.jmap_sessions:
+            log(f"JMAP: {jmap_result['commands']} requests, {jmap_result['created_seen']} new emails seen by "
+                f"Email/changes; client CPU {jmap_result['cpu']:.1f} s")
         log(f"SMTP stream: {n_delivered} messages delivered ({n_delivered / s.duration:.1f}/s, "
             f"most late {smtp_result['late']:.2f} s); IMAP: {commands} commands, "
-            f"{exists_seen} EXISTS seen by NOOP/IDLE")
+            f"{exists_seen} EXISTS seen by NOOP/IDLE, {races} FETCH answered [EXPUNGEISSUED] (another "
+            f"session's MOVE in between)")
         log(f"load average at the end {' '.join(f'{x:.2f}' for x in load_end)}")
         log(f"errors: {n_errors}")
         if n_errors:
@@ -1129,7 +1410,7 @@ def main():
         # ------------------------------------------------------------ verification
         end = mailbox_counts(s, imaps_port)
         wrong = []
-        for u in range(1, s.users + 1):
+        for u in range(1, s.all_users + 1):
             want = (s.messages + delivered.get(u, 0), 0, 0)
             if end[u] != want:
                 wrong.append((u, end[u], want))
