@@ -203,25 +203,12 @@ async fn submission_refuses_strangers_and_foreign_senders() {
         "{r}"
     );
     // Wrong password.
-    let port = server.ports.submission.to_string();
-    let out = server.py(&[
-        "send",
-        "--port",
-        &port,
-        "--security",
-        "starttls",
-        "--user",
+    let r = server.submit(
+        ("alice@localhost", "wrong"),
         "alice@localhost",
-        "--password",
-        "wrong",
-        "--from",
-        "alice@localhost",
-        "--to",
-        "bob@localhost",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
-    let r = json(&out);
+        &["bob@localhost"],
+        &file,
+    );
     assert_eq!(r["code"], 535, "{r}");
     // Someone else's address as sender.
     let r = send(
