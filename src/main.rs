@@ -19,8 +19,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-/// The blocking pool runs store reads (SQLite) and message parsing. Tokio's
-/// default bound, 512 threads, is reached whenever reads queue: a soak with 250
+/// The blocking pool runs store reads (SQLite) and message parsing. Under tokio's
+/// default bound of 512 threads it grows whenever reads queue: a soak with 250
 /// JMAP clients on 2 CPUs grew it from 32 to 76 threads within seconds and RSS
 /// from 380 to 830 MiB, which stayed (each thread keeps the allocator pages it
 /// used, and a pool thread only ends after 10 s without work). More threads than
