@@ -113,8 +113,11 @@ Settings (environment variables):
 """
 
 import asyncio
+import base64
 import collections
+import http.client
 import importlib.util
+import json
 import multiprocessing
 import os
 import random
@@ -127,6 +130,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -865,7 +869,6 @@ class JmapSession:
         self.user = spec["first_user"] + idx % spec["jmap_users"]
         self.rng = random.Random(spec["seed"] * 7_000_003 + idx)
         auth = f"{user_addr(self.user)}:{PASSWORD}".encode()
-        import base64
         self.headers = {"Authorization": "Basic " + base64.b64encode(auth).decode(),
                         "Content-Type": "application/json", "Accept": "application/json"}
         self.http = None
@@ -875,41 +878,34 @@ class JmapSession:
         self.state = None
 
     def connect(self):
-        import http.client
         self.http = http.client.HTTPSConnection("127.0.0.1", self.spec["port"], timeout=self.spec["timeout"],
                                                 context=client_context())
 
     def request(self, method, path, body=None):
-        import http.client
-        fresh = self.http is None
-        if fresh:
-            self.connect()
-        try:
-            self.http.request(method, path, body=body, headers=self.headers)
-            r = self.http.getresponse()
-            return r.status, r.read()
-        except (http.client.HTTPException, OSError):
-            self.http.close()
-            self.http = None
+        """(status, body). A kept-alive connection the server closed is retried once,
+        on a new one (every request here may be repeated)."""
+        for retry in (False, True):
+            fresh = self.http is None
             if fresh:
-                raise
-        # The server closed a kept-alive connection: once more, on a new one (every
-        # request here may be repeated).
-        self.connect()
-        self.http.request(method, path, body=body, headers=self.headers)
-        r = self.http.getresponse()
-        return r.status, r.read()
+                self.connect()
+            try:
+                self.http.request(method, path, body=body, headers=self.headers)
+                r = self.http.getresponse()
+                return r.status, r.read()
+            except (http.client.HTTPException, OSError):
+                self.http.close()
+                self.http = None
+                if fresh or retry:
+                    raise
 
     def call(self, step, calls):
         """Runs one JMAP request; the method responses, or None after recording an error."""
-        import json
         t = time.monotonic()
         try:
             status, data = self.request("POST", self.api, json.dumps({"using": JMAP_USING, "methodCalls": calls}))
         except Exception as e:  # noqa: BLE001
             with self.lock:
                 self.stats.error(f"JMAP {step}", f"{type(e).__name__}: {e}")
-            self.http = None
             return None
         d = time.monotonic() - t
         with self.lock:
@@ -937,7 +933,6 @@ class JmapSession:
         self.ids = self.ids[-200:]
 
     def start(self):
-        import json
         t = time.monotonic()
         status, data = self.request("GET", "/.well-known/jmap")
         if status != 200:
@@ -945,7 +940,7 @@ class JmapSession:
         session = json.loads(data)
         with self.lock:
             self.stats.add("JMAP session", t, time.monotonic() - t)
-        self.api = "/" + session["apiUrl"].split("/", 3)[3] if "://" in session["apiUrl"] else session["apiUrl"]
+        self.api = urllib.parse.urlsplit(session["apiUrl"]).path
         self.account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
         r = self.call("mailboxes", [["Mailbox/get", {"accountId": self.account, "ids": None}, "m"]])
         if r is None:
