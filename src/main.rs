@@ -13,6 +13,7 @@ mod ops;
 mod relay;
 mod serve;
 mod tokens;
+mod upkeep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,11 @@ enum Command {
     /// change log, the queue, and that messages parse. Safe while the server
     /// runs; exits non-zero when a problem is found.
     Check(check::CheckArgs),
+    /// Remove old entries of the change log that clients resynchronise from
+    /// (the server does it hourly, after `store.change_log_retention`). Safe
+    /// while the server runs; clients that last synchronised before then fetch
+    /// everything again. No mail is removed.
+    PruneChanges(upkeep::PruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Token(cmd) => tokens::token(&config, cmd).await,
             Command::Dkim(cmd) => ops::dkim(&config, cmd),
             Command::Queue(cmd) => ops::queue(&config, cmd).await,
+            Command::PruneChanges(args) => upkeep::prune(&config, args).await,
             Command::Mail(_) | Command::Check(_) => Ok(()),
         }
     })

@@ -151,6 +151,11 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     let tracker = TaskTracker::new();
     let queue_task = tokio::spawn(relay.queue.clone().run(shutdown.clone()));
     tokio::spawn(pochta_http::purge_uploads(store.clone(), shutdown.clone()));
+    tokio::spawn(crate::upkeep::prune_hourly(
+        store.clone(),
+        config.store.change_log_retention,
+        shutdown.clone(),
+    ));
     let limiter = ConnLimiter::new(config.limits.connections, config.limits.connections_per_ip);
     let mut endpoints = Vec::new();
     for (listener, local, kind) in bound {

@@ -629,3 +629,114 @@ fn jmap_changes_seen_by_open_imap_sessions() {
     );
     assert_eq!(before(&pr, 4).len(), 2);
 }
+
+/// The number after `key` in the first line that has it (`UIDVALIDITY 7`).
+fn number_after(lines: &[String], key: &str) -> u64 {
+    let line = lines.iter().find(|l| l.contains(key)).unwrap();
+    let rest = &line[line.find(key).unwrap() + key.len() + 1..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn clients_from_before_a_pruned_change_log_catch_up() {
+    let server = Server::start();
+    server.add_user(USER);
+    for n in 1..=3 {
+        server.deliver(USER, &message(n));
+    }
+    let c = Client {
+        jmap: server.jmap(USER),
+        account: server.jmap(USER).account_id(),
+    };
+    let email_state = c.state("Email");
+    // An open session that looks again only after the prune.
+    let q = Paused::start(
+        &server,
+        "behind",
+        &[
+            "ENABLE QRESYNC",
+            "SELECT INBOX",
+            "WAIT",
+            "NOOP",
+            "UID FETCH 1:* (FLAGS)",
+        ],
+    );
+    imap(
+        &server,
+        &[
+            "SELECT INBOX",
+            "STORE 1 +FLAGS (\\Deleted)",
+            "EXPUNGE",
+            "STORE 1 +FLAGS (\\Seen)",
+        ],
+    );
+    server.deliver(USER, &message(4));
+
+    // Nothing is old enough for the default retention; everything for 0.
+    let out = server.cli(&["prune-changes"], None);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 change-log entries removed"));
+    let out = server.cli(&["prune-changes", "--older-than", "0"], None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let removed: u64 = text.split(' ').next().unwrap().parse().unwrap();
+    assert!(removed >= 8, "{text}");
+    let bad = server.cli(&["prune-changes", "--older-than", "soon"], None);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // The open session: the expunge, the new message and the flag, as ever.
+    q.go();
+    let r = q.finish();
+    let (select, noop, fetch) = (&r[2], &r[3], &r[4]);
+    assert!(noop.contains(&"* VANISHED 1".to_string()), "{noop:?}");
+    assert!(noop.contains(&"* 3 EXISTS".to_string()), "{noop:?}");
+    assert!(
+        noop.iter()
+            .any(|l| l.starts_with("* 1 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (")),
+        "{noop:?}"
+    );
+    assert_eq!(fetch.len(), 4, "{fetch:?}");
+
+    // A returning QRESYNC client: every UID it knew that is gone.
+    let validity = number_after(select, "UIDVALIDITY");
+    let hms = number_after(select, "HIGHESTMODSEQ");
+    let again = imap(
+        &server,
+        &[
+            "ENABLE QRESYNC",
+            &format!("SELECT INBOX (QRESYNC ({validity} {hms} 1:3))"),
+        ],
+    );
+    assert!(
+        again[2].contains(&"* VANISHED (EARLIER) 1".to_string()),
+        "{:?}",
+        again[2]
+    );
+    // A returning JMAP client starts over; one that is current goes on.
+    let r = c.jmap.call(json!([[
+        "Email/changes",
+        {"accountId": c.account, "sinceState": email_state},
+        "m"
+    ]]));
+    let first = &r["methodResponses"][0];
+    assert_eq!(first[0], "error", "{first}");
+    assert_eq!(first[1]["type"], "cannotCalculateChanges", "{first}");
+    let now = c.state("Email");
+    server.deliver(USER, &message(5));
+    let r = c.jmap.method(
+        "Email/changes",
+        json!({"accountId": c.account, "sinceState": now}),
+    );
+    assert_eq!(r["created"].as_array().unwrap().len(), 1, "{r}");
+
+    let check = server.cli(&["check"], None);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

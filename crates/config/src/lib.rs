@@ -40,6 +40,12 @@ use serde::{Deserialize, Deserializer};
 /// here so that the binary and the documentation cannot disagree on its name.
 pub const CONFIG_ENV: &str = "POCHTA_CONFIG";
 
+/// Parses a duration written as in the configuration file (`"30d"`, `"90m"`,
+/// `"0"`), so that command-line options take the same values.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    units::parse_duration(text)
+}
+
 /// A fully commented configuration file that sets every key to its default.
 ///
 /// Exists so that `pochta` can print a starting point for a new installation; the
@@ -76,6 +82,8 @@ pub struct Config {
     pub relay: Relay,
     /// Retrying and expiring queued deliveries.
     pub queue: Queue,
+    /// Upkeep of the mail store.
+    pub store: StoreSettings,
     /// SPF, DKIM and DMARC checks of incoming mail.
     pub checks: Checks,
     /// The HTTP listener (JMAP).
@@ -304,6 +312,21 @@ pub struct Queue {
     pub per_domain: u32,
 }
 
+/// Upkeep of the mail store: `[store]`.
+///
+/// Clients resynchronise cheaply from the change log (IMAP QRESYNC, JMAP
+/// `/changes`); keeping it forever would let it outgrow the mail, so entries
+/// older than the retention are removed, as Dovecot rotates its index logs.
+/// A client away for longer resynchronises in full.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// How long changes stay in the change log. Default 30 days; zero keeps
+    /// them forever; otherwise at least a day.
+    #[serde(deserialize_with = "units::deserialize_duration")]
+    pub change_log_retention: Duration,
+}
+
 /// Sender authentication of mail arriving at the MX: `[checks]`.
 ///
 /// SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) results are recorded in an
@@ -488,6 +511,7 @@ impl Default for Config {
             auth: AuthLimits::default(),
             relay: Relay::default(),
             queue: Queue::default(),
+            store: StoreSettings::default(),
             checks: Checks::default(),
             http: Http::default(),
             log: Log::default(),
@@ -564,6 +588,14 @@ impl Default for Queue {
             delay_warning: Duration::from_secs(4 * 3600),
             concurrency: 50,
             per_domain: 5,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        StoreSettings {
+            change_log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -716,6 +748,8 @@ struct FileConfig {
     relay: Relay,
     #[serde(default)]
     queue: Queue,
+    #[serde(default)]
+    store: StoreSettings,
     #[serde(default)]
     checks: Checks,
     #[serde(default)]
@@ -947,6 +981,7 @@ impl Config {
             auth: file.auth,
             relay,
             queue: file.queue,
+            store: file.store,
             checks: file.checks,
             http: file.http,
             log: file.log,
@@ -984,6 +1019,16 @@ impl Config {
         self.validate_limits()?;
         self.validate_relay()?;
         self.validate_queue()?;
+        let retention = self.store.change_log_retention;
+        if !retention.is_zero() && retention < Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::invalid(
+                "store.change_log_retention",
+                format!(
+                    "\"{}\" is shorter than a day; clients away longer would have to fetch everything again (0 keeps the log forever)",
+                    units::format_duration(retention)
+                ),
+            ));
+        }
         self.validate_checks()?;
         validate_log_level(&self.log.level)?;
         Ok(())
@@ -1304,6 +1349,12 @@ impl Config {
         let _ = writeln!(out, "delay_warning = {}", d(qu.delay_warning));
         let _ = writeln!(out, "concurrency = {}", qu.concurrency);
         let _ = writeln!(out, "per_domain = {}", qu.per_domain);
+        let _ = writeln!(out, "\n[store]");
+        let _ = writeln!(
+            out,
+            "change_log_retention = {}",
+            d(self.store.change_log_retention)
+        );
         let c = &self.checks;
         let _ = writeln!(out, "\n[checks]");
         let _ = writeln!(out, "enabled = {}", c.enabled);

@@ -195,6 +195,9 @@ delay_warning = "0s"
 concurrency = 10
 per_domain = 1
 
+[store]
+change_log_retention = "90d"
+
 [checks]
 enabled = false
 reject_dmarc = true
@@ -282,6 +285,9 @@ format = "json"
             delay_warning: Duration::ZERO,
             concurrency: 10,
             per_domain: 1,
+        },
+        store: StoreSettings {
+            change_log_retention: Duration::from_secs(90 * 86400),
         },
         checks: Checks {
             enabled: false,
@@ -508,6 +514,7 @@ fn unknown_keys_name_the_full_path() {
         ("auth", "lockout"),
         ("relay", "smarthost_tls"),
         ("queue", "max_retry"),
+        ("store", "change_log_retention"),
         ("checks", "reject_dmarc"),
         ("http", "plain"),
         ("log", "level"),
@@ -526,7 +533,7 @@ fn unknown_keys_name_the_full_path() {
     let msg = fails("[imap]\nhost = \"x\"\n", "imap");
     assert!(msg.contains("unknown key \"imap\""), "{msg}");
     assert!(
-        msg.contains("auth, relay, queue, checks, http, log"),
+        msg.contains("auth, relay, queue, store, checks, http, log"),
         "sections in file order: {msg}"
     );
 }
@@ -1071,6 +1078,27 @@ fn queue_rules() {
     assert_eq!(config.queue.max_retry, config.queue.retry);
     assert_eq!(config.queue.delay_warning, Duration::ZERO);
     parse("[queue]\nexpire = \"1d\"\ndelay_warning = \"2d\"\n").expect("never warns");
+}
+
+#[test]
+fn change_log_retention_is_a_day_or_more_or_forever() {
+    fails(
+        "[store]\nchange_log_retention = \"23h\"\n",
+        "store.change_log_retention",
+    );
+    fails(
+        "[store]\nchange_log_retention = -1\n",
+        "store.change_log_retention",
+    );
+    fails("[store]\nretention = \"1d\"\n", "store.retention");
+    let forever = parse("[store]\nchange_log_retention = 0\n").expect("valid");
+    assert!(forever.store.change_log_retention.is_zero());
+    let day = parse("[store]\nchange_log_retention = \"1d\"\n").expect("valid");
+    assert_eq!(day.store.change_log_retention, Duration::from_secs(86400));
+    assert_eq!(
+        parse("").expect("valid").store.change_log_retention,
+        Duration::from_secs(30 * 86400)
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use pochta_proto_imap::encode;
 use pochta_proto_imap::fetch::{self as render, FetchOptions};
 use pochta_proto_imap::types::*;
 use pochta_proto_imap::view::{MessageView, SystemFlags};
-use pochta_store::{ChangeOp, FlagChange, Flags, MessageSummary, ObjectKind, Uid};
+use pochta_store::{ChangeOp, FlagChange, Flags, MessageSummary, ObjectKind, StoreError, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output};
 use crate::select::to_ranges;
@@ -97,19 +97,37 @@ impl Executor {
         let uids = sel.resolve(set, uid);
         if let (true, Some(since)) = (modifiers.vanished, modifiers.changed_since) {
             // RFC 7162 §3.2.6: UIDs in the set expunged since `since`.
-            let log = self.store.change_log(account, since, usize::MAX).await?;
-            let mut gone: Vec<Uid> = log
-                .iter()
-                .filter(|c| c.kind == ObjectKind::Email && c.mailbox_id == Some(sel.id))
-                .filter(|c| matches!(c.op, ChangeOp::Destroyed | ChangeOp::LeftMailbox))
-                .filter_map(|c| c.uid)
-                .filter(|u| sel.msn(*u).is_none() && in_set(set, *u, sel.max_uid()))
-                .collect();
-            gone.sort_unstable();
-            gone.dedup();
+            let gone = match self.store.change_log(account, since, usize::MAX).await {
+                Ok(log) => {
+                    let mut gone: Vec<Uid> = log
+                        .iter()
+                        .filter(|c| c.kind == ObjectKind::Email && c.mailbox_id == Some(sel.id))
+                        .filter(|c| matches!(c.op, ChangeOp::Destroyed | ChangeOp::LeftMailbox))
+                        .filter_map(|c| c.uid)
+                        .filter(|u| sel.msn(*u).is_none() && in_set(set, *u, sel.max_uid()))
+                        .collect();
+                    gone.sort_unstable();
+                    gone.dedup();
+                    to_ranges(&gone)
+                }
+                // No longer logged that far back: every UID of the set not here,
+                // up to the last one assigned (`*` reaches past the client's view).
+                Err(StoreError::Pruned { .. }) => {
+                    let id = sel.id;
+                    let last_assigned = self
+                        .store
+                        .mailboxes(account)
+                        .await?
+                        .iter()
+                        .find(|m| m.id == id)
+                        .map_or(0, |m| m.uid_next.saturating_sub(1));
+                    sel.absent(Some(set), last_assigned.max(sel.max_uid()))
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !gone.is_empty() {
                 out.buf.extend_from_slice(b"* VANISHED (EARLIER) ");
-                encode::sequence_set(&mut out.buf, &gone);
+                encode::ranges(&mut out.buf, &gone);
                 out.buf.extend_from_slice(b"\r\n");
             }
         }

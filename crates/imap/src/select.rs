@@ -2,7 +2,7 @@
 
 use pochta_proto_imap::encode;
 use pochta_proto_imap::types::*;
-use pochta_store::{ChangeOp, ObjectKind, Role, Uid};
+use pochta_store::{ChangeOp, ObjectKind, Role, StoreError, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output, write_flags_fetch};
 use crate::mailboxes::mailbox_object_id;
@@ -162,8 +162,17 @@ impl Executor {
             .find(|m| m.id == sel.id)
             .map(|m| m.uid_next.saturating_sub(1))
             .unwrap_or(0);
+        let log = match self.store.change_log(account, q.modseq, usize::MAX).await {
+            Ok(log) => log,
+            Err(StoreError::Pruned { .. }) => {
+                // The log no longer reaches back to the client's MODSEQ: every
+                // UID it may know that is not here now.
+                let absent = sel.absent(q.known_uids.as_ref(), last_assigned);
+                return self.qresync_flags(q, absent, out).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let known_uids: Option<Vec<Uid>> = q.known_uids.as_ref().map(|s| expand(s, last_assigned));
-        let log = self.store.change_log(account, q.modseq, usize::MAX).await?;
         let mut vanished: Vec<Uid> = log
             .iter()
             .filter(|c| {
@@ -181,9 +190,24 @@ impl Executor {
             .collect();
         vanished.sort_unstable();
         vanished.dedup();
+        self.qresync_flags(q, to_ranges(&vanished), out).await
+    }
+
+    /// The rest of a QRESYNC SELECT: VANISHED (EARLIER) for `vanished`, then
+    /// FETCH for the messages changed since the client's MODSEQ.
+    async fn qresync_flags(
+        &mut self,
+        q: &QResync,
+        vanished: Vec<(Uid, Uid)>,
+        out: &mut Output<'_>,
+    ) -> Result<(), Fail> {
+        let account = self.account.id;
+        let Some(sel) = self.selected.as_ref() else {
+            return Ok(());
+        };
         if !vanished.is_empty() {
             out.buf.extend_from_slice(b"* VANISHED (EARLIER) ");
-            encode::sequence_set(&mut out.buf, &vanished);
+            encode::ranges(&mut out.buf, &vanished);
             out.buf.extend_from_slice(b"\r\n");
         }
         let changed = self.store.changed_since(account, sel.id, q.modseq).await?;

@@ -196,6 +196,52 @@ impl Selected {
         out
     }
 
+    /// Catches up without the change log, which no longer reaches back to
+    /// `known` (pruned while this session looked away): the store's UIDs against
+    /// the client's, and the messages whose MODSEQ is past `known` as flag
+    /// changes. What the log would have said, less the order of events.
+    async fn resync(&mut self, store: &dyn Store, account: AccountId) -> Result<(), StoreError> {
+        // The state first: whatever commits after it is read from the log next time.
+        let state = store.state(account).await?;
+        let Some(mailbox) = store
+            .mailboxes(account)
+            .await?
+            .into_iter()
+            .find(|m| m.id == self.id)
+        else {
+            self.deleted = true;
+            self.known = state;
+            return Ok(());
+        };
+        let now: Vec<Uid> = {
+            let mut v: Vec<Uid> = store
+                .uid_map(account, self.id)
+                .await?
+                .into_iter()
+                .map(|(u, _)| u)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let present = |u: &Uid| now.binary_search(u).is_ok();
+        for &u in &self.uids {
+            if !present(&u) && self.gone.insert(u) {
+                self.flagged.remove(&u);
+            }
+        }
+        self.new.retain(present);
+        let max = self.max_uid();
+        self.new.extend(now.iter().copied().filter(|&u| u > max));
+        for m in store.changed_since(account, self.id, self.known).await? {
+            if !self.own.contains(&m.modseq) && self.uids.binary_search(&m.uid).is_ok() {
+                self.flagged.insert(m.uid);
+            }
+        }
+        self.highest_modseq = self.highest_modseq.max(mailbox.highest_modseq);
+        self.known = self.known.max(state);
+        Ok(())
+    }
+
     /// True when a sequence-number set names a message the client does not have
     /// (RFC 9051: that is a BAD for FETCH/STORE/COPY by sequence number).
     pub fn msn_out_of_range(&self, set: &SequenceSet) -> bool {
@@ -214,7 +260,11 @@ impl Selected {
     /// Reads the change log past `known` and files what concerns this mailbox.
     pub async fn pull(&mut self, store: &dyn Store, account: AccountId) -> Result<(), StoreError> {
         loop {
-            let log = store.change_log(account, self.known, LOG_PAGE).await?;
+            let log = match store.change_log(account, self.known, LOG_PAGE).await {
+                Ok(log) => log,
+                Err(StoreError::Pruned { .. }) => return self.resync(store, account).await,
+                Err(e) => return Err(e),
+            };
             let more = log.len() == LOG_PAGE;
             for c in &log {
                 self.known = self.known.max(c.modseq);
@@ -303,6 +353,48 @@ impl Selected {
     }
 }
 
+impl Selected {
+    /// The UIDs of `set` (all when `None`; `*` is `last`) up to `last` that
+    /// this view does not hold, as sorted ranges: what VANISHED (EARLIER) must
+    /// cover when the change log no longer says which went when. RFC 7162
+    /// §3.2.10 lets it name UIDs the client never had; clients ignore those.
+    pub fn absent(&self, set: Option<&SequenceSet>, last: Uid) -> Vec<(Uid, Uid)> {
+        let mut want: Vec<(Uid, Uid)> = match set {
+            None => vec![(1, last)],
+            Some(SequenceSet::Saved) => Vec::new(),
+            Some(SequenceSet::Ranges(r)) => r
+                .iter()
+                .map(|&(a, b)| {
+                    let (a, b) = (value(a, last), value(b, last));
+                    (a.min(b).max(1), a.max(b).min(last))
+                })
+                .collect(),
+        };
+        want.retain(|(lo, hi)| lo <= hi);
+        want.sort_unstable();
+        let mut out: Vec<(Uid, Uid)> = Vec::new();
+        let mut push = |lo: Uid, hi: Uid| match out.last_mut() {
+            Some(prev) if u64::from(prev.1) + 1 >= u64::from(lo) => prev.1 = prev.1.max(hi),
+            _ => out.push((lo, hi)),
+        };
+        for (lo, hi) in want {
+            // Gaps between the held UIDs inside lo..=hi.
+            let mut next = u64::from(lo);
+            let from = self.uids.partition_point(|&u| u < lo);
+            for &u in self.uids[from..].iter().take_while(|&&u| u <= hi) {
+                if u64::from(u) > next {
+                    push(next as Uid, u - 1);
+                }
+                next = u64::from(u) + 1;
+            }
+            if next <= u64::from(hi) {
+                push(next as Uid, hi);
+            }
+        }
+        out
+    }
+}
+
 fn value(n: SeqNum, max: u32) -> u32 {
     match n {
         SeqNum::Value(v) => v,
@@ -316,6 +408,27 @@ mod tests {
 
     fn set(r: &[(SeqNum, SeqNum)]) -> SequenceSet {
         SequenceSet::Ranges(r.to_vec())
+    }
+
+    #[test]
+    fn absent_uids_are_the_gaps_of_the_view() {
+        let s = Selected::new(1, 1, false, vec![3, 5, 9, 10], 0, 0);
+        let v = SeqNum::Value;
+        assert_eq!(s.absent(None, 12), vec![(1, 2), (4, 4), (6, 8), (11, 12)]);
+        assert_eq!(s.absent(None, 0), vec![]);
+        assert_eq!(s.absent(Some(&SequenceSet::Saved), 12), vec![]);
+        let ranges = set(&[
+            (v(9), v(4)),
+            (v(12), SeqNum::Star),
+            (v(1), v(1)),
+            (v(2), v(2)),
+        ]);
+        assert_eq!(s.absent(Some(&ranges), 10), vec![(1, 2), (4, 4), (6, 8)]);
+        let all = set(&[(v(0), v(u32::MAX))]);
+        assert_eq!(
+            s.absent(Some(&all), u32::MAX),
+            vec![(1, 2), (4, 4), (6, 8), (11, u32::MAX)]
+        );
     }
 
     #[test]

@@ -795,6 +795,120 @@ async fn qresync_select_reports_what_changed() {
     );
 }
 
+/// Prunes every change logged so far (as `pochta prune-changes --older-than 0`).
+async fn prune_all(w: &World) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(w.store.prune_change_log(now, now).await.unwrap() > 0);
+}
+
+fn number_after(lines: &[String], key: &str) -> u64 {
+    let line = lines.iter().find(|l| l.contains(key)).unwrap();
+    let at = line.find(key).unwrap() + key.len() + 1;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_behind_a_pruned_log_compares_uids() {
+    let w = world3().await;
+    let mut a = w.client();
+    let mut b = w.client();
+    a.login().await;
+    b.login().await;
+    a.send("a1 SELECT INBOX").await;
+    b.send("b1 SELECT INBOX").await;
+    a.send("a2 STORE 2 +FLAGS (\\Seen)").await;
+    a.send("a3 STORE 3 +FLAGS (\\Deleted)").await;
+    a.send("a4 EXPUNGE").await;
+    w.deliver(MSG1).await;
+    // B has not looked since it selected; what it would read is gone.
+    prune_all(&w).await;
+    expect(
+        &b.send("b2 NOOP").await,
+        &[
+            "* 3 EXPUNGE",
+            "* 3 EXISTS",
+            "* 2 FETCH (UID 2 FLAGS (\\Seen))",
+            "b2 OK NOOP completed",
+        ],
+    );
+    expect(
+        &b.send("b3 UID FETCH 1:* (FLAGS)").await,
+        &[
+            "* 1 FETCH (UID 1 FLAGS ())",
+            "* 2 FETCH (UID 2 FLAGS (\\Seen))",
+            "* 3 FETCH (UID 4 FLAGS ())",
+            "b3 OK FETCH completed",
+        ],
+    );
+    // And it goes on from the log afterwards.
+    a.send("a5 STORE 1 +FLAGS (\\Flagged)").await;
+    expect(
+        &b.send("b4 NOOP").await,
+        &[
+            "* 1 FETCH (UID 1 FLAGS (\\Flagged))",
+            "b4 OK NOOP completed",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn qresync_from_before_a_pruned_log_reports_every_absent_uid() {
+    let w = world3().await;
+    let mut a = w.client();
+    a.login().await;
+    a.send("a1 ENABLE QRESYNC").await;
+    let sel = a.send("a2 SELECT INBOX").await;
+    let validity = number_after(&sel, "UIDVALIDITY");
+    let hms = number_after(&sel, "HIGHESTMODSEQ");
+    a.send("a3 STORE 2 +FLAGS (\\Seen)").await;
+    a.send("a4 STORE 1 +FLAGS (\\Deleted)").await;
+    a.send("a5 EXPUNGE").await;
+    w.deliver(MSG1).await;
+    w.deliver(MSG2).await;
+    a.send("a6 NOOP").await;
+    a.send("a6 UID STORE 5 +FLAGS (\\Deleted)").await;
+    a.send("a7 UID EXPUNGE 5").await;
+    a.send("a8 UNSELECT").await;
+    prune_all(&w).await;
+    // With the client's known UIDs: those of them no longer here.
+    let r = a
+        .send(&format!("a9 SELECT INBOX (QRESYNC ({validity} {hms} 1:3))"))
+        .await;
+    assert!(r.iter().any(|l| l == "* VANISHED (EARLIER) 1"), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* 1 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|l| l.starts_with("* 3 FETCH (UID 4 ")),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.starts_with("* 2 FETCH")), "{r:?}");
+    // Without them: every UID assigned so far that is not here.
+    a.send("b1 UNSELECT").await;
+    let r = a
+        .send(&format!("b2 SELECT INBOX (QRESYNC ({validity} {hms}))"))
+        .await;
+    assert!(r.iter().any(|l| l == "* VANISHED (EARLIER) 1,5"), "{r:?}");
+    // UID FETCH ... VANISHED: the set's absent UIDs, up to the last assigned.
+    let r = a
+        .send(&format!(
+            "b3 UID FETCH 2:* (FLAGS) (CHANGEDSINCE {hms} VANISHED)"
+        ))
+        .await;
+    assert_eq!(r[0], "* VANISHED (EARLIER) 5", "{r:?}");
+    assert!(r.last().unwrap().starts_with("b3 OK"), "{r:?}");
+}
+
 #[tokio::test]
 async fn bad_input_is_answered_with_bad() {
     let w = World::new().await;

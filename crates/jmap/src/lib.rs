@@ -247,6 +247,13 @@ impl Ctx<'_> {
 /// A store failure as a method error: `serverUnavailable` when it may pass,
 /// `serverFail` otherwise. The details go to the log, not to the client.
 pub fn store_error(e: StoreError) -> MethodError {
+    if let StoreError::Pruned { .. } = e {
+        // Not a fault: the client's state is older than the change log.
+        return MethodError::with_description(
+            MethodErrorKind::CannotCalculateChanges,
+            format!("{e}: fetch everything again"),
+        );
+    }
     tracing::warn!(error = %e, "store error in a JMAP method");
     match e {
         StoreError::Full => MethodError::with_description(

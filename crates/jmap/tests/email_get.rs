@@ -1007,7 +1007,52 @@ async fn changes_follow_the_store() {
         )
         .await;
     assert_eq!(t, "invalidArguments");
+
+    // Once the log is pruned, older states cannot be followed; the current one can.
+    let now = w
+        .call(
+            "Email/get",
+            json!({ "accountId": w.account_id(), "ids": [] }),
+        )
+        .await["state"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(w.store.prune_change_log(at, at).await.unwrap() > 0);
+    for (method, old) in [
+        ("Email/changes", state1.clone()),
+        ("Mailbox/changes", state1.clone()),
+        ("Thread/changes", state1.clone()),
+        ("Identity/changes", "0".to_string()),
+    ] {
+        let t = w
+            .call_error(
+                method,
+                json!({ "accountId": w.account_id(), "sinceState": old }),
+            )
+            .await;
+        assert_eq!(t, "cannotCalculateChanges", "{method}");
+    }
+    let t = w
+        .call_error(
+            "Email/queryChanges",
+            json!({ "accountId": w.account_id(), "sinceQueryState": state1 }),
+        )
+        .await;
+    assert_eq!(t, "cannotCalculateChanges");
+    let r = changes(now.clone(), None).await;
+    assert_eq!(r["created"], json!([]));
+    assert_eq!(r["newState"], now);
+    w.deliver(MSG_NEW).await;
+    let r = changes(now, None).await;
+    assert_eq!(r["created"].as_array().unwrap().len(), 1, "{r}");
 }
+
+const MSG_NEW: &str = "From: x@example.org\r\nSubject: after the prune\r\n\r\nnew\r\n";
 
 /// Every property of every message of the shared corpus (real-world and
 /// malformed mail): Email/get never fails and every property is there.

@@ -191,6 +191,21 @@ pub fn sequence_set(out: &mut Vec<u8>, sorted: &[u32]) {
     }
 }
 
+/// Writes a sequence set from sorted, disjoint inclusive ranges (`1:3,7`), for
+/// sets too large to list one number at a time.
+pub fn ranges(out: &mut Vec<u8>, sorted: &[(u32, u32)]) {
+    for (i, &(start, end)) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if start == end {
+            out.extend_from_slice(start.to_string().as_bytes());
+        } else {
+            out.extend_from_slice(format!("{start}:{end}").as_bytes());
+        }
+    }
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 /// Encodes a mailbox name in modified UTF-7 (RFC 3501 §5.1.3).
@@ -356,6 +371,11 @@ mod tests {
             "* BYE bye  x\r\n"
         );
         assert_eq!(w(|o| sequence_set(o, &[1, 2, 3, 7, 9, 10])), "1:3,7,9:10");
+        assert_eq!(
+            w(|o| ranges(o, &[(1, 3), (7, 7), (9, u32::MAX)])),
+            "1:3,7,9:4294967295"
+        );
+        assert_eq!(w(|o| ranges(o, &[])), "");
         assert_eq!(
             w(|o| flag_list(o, &["\\Seen"], ["$Forwarded"])),
             "(\\Seen $Forwarded)"

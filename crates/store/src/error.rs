@@ -29,6 +29,17 @@ pub enum StoreError {
     /// Stored data failed a consistency check.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The change log no longer reaches back to the state asked about: its older
+    /// entries were pruned ([`crate::Store::prune_change_log`]). Not a failure of
+    /// the store; the caller resynchronises in full (JMAP `cannotCalculateChanges`,
+    /// IMAP compares UIDs instead of reading the log).
+    #[error("changes since {since} are no longer logged (the log begins after {floor})")]
+    Pruned {
+        /// The state the caller asked from.
+        since: u64,
+        /// Every change after this one is still logged.
+        floor: u64,
+    },
     /// Any other backend failure.
     #[error("storage error: {0}")]
     Backend(String),

@@ -348,7 +348,8 @@ pub trait Store: Send + Sync + 'static {
     /// about `max` objects (a single change is never split). When all are given,
     /// `new_state` is the kind's state ([`Store::kind_state`]). For Mailbox, the
     /// mailboxes whose messages changed count as updated (their counts did).
-    /// `since` may not be past the account's state ([`StoreError::Invalid`]).
+    /// `since` may not be past the account's state ([`StoreError::Invalid`]) nor
+    /// before the log's floor ([`StoreError::Pruned`]).
     async fn changes(
         &self,
         account: AccountId,
@@ -356,13 +357,22 @@ pub trait Store: Send + Sync + 'static {
         since: ModSeq,
         max: usize,
     ) -> Result<Changes>;
-    /// Raw change-log entries after `since`, oldest first, at most `limit`.
+    /// Raw change-log entries after `since`, oldest first, at most `limit`;
+    /// [`StoreError::Pruned`] when some of them are no longer logged.
     async fn change_log(
         &self,
         account: AccountId,
         since: ModSeq,
         limit: usize,
     ) -> Result<Vec<Change>>;
+    /// Forgets the change-log entries written before `cutoff` (Unix seconds), so
+    /// that the log does not grow with every change ever made; `now` is the
+    /// current time, remembered so that a later call can tell the age of what is
+    /// logged until then. Meant to be called regularly (the server does hourly).
+    /// Afterwards [`Store::change_log`] and [`Store::changes`] answer
+    /// [`StoreError::Pruned`] for states from before the entries removed.
+    /// Returns how many were removed.
+    async fn prune_change_log(&self, cutoff: i64, now: i64) -> Result<u64>;
     /// Receives the account's state after every committed change.
     fn subscribe(&self, account: AccountId) -> watch::Receiver<ModSeq>;
     /// Changes whenever mail is queued or made due again, so that the relay's

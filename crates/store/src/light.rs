@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::{AccountId, MailboxId, MessageId, MessageRecord, ModSeq, ObjectKind, Result, Store};
+use crate::{
+    AccountId, MailboxId, MessageId, MessageRecord, ModSeq, ObjectKind, Result, Store, StoreError,
+};
 
 /// Change-log entries past which a [`LightCache`] is loaded again instead of
 /// being brought up to date message by message.
@@ -60,13 +62,18 @@ impl LightCache {
 
     /// Brings the records up to date with the change log.
     pub async fn refresh(&mut self, store: &dyn Store) -> Result<()> {
-        let log = store
+        let log = match store
             .change_log(self.account, self.known, LIGHT_PATCH_LIMIT + 1)
-            .await?;
-        if log.len() > LIGHT_PATCH_LIMIT {
-            *self = LightCache::load(store, self.account, self.mailbox).await?;
-            return Ok(());
-        }
+            .await
+        {
+            Ok(log) if log.len() <= LIGHT_PATCH_LIMIT => log,
+            // Too much to patch, or no longer known (pruned): read everything again.
+            Ok(_) | Err(StoreError::Pruned { .. }) => {
+                *self = LightCache::load(store, self.account, self.mailbox).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let changed: HashSet<MessageId> = log
             .iter()
             .filter(|c| c.kind == ObjectKind::Email)

@@ -903,8 +903,8 @@ async fn schema_4_databases_get_the_jmap_tables() {
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(
         count(&store, "PRAGMA user_version"),
-        5,
-        "upgraded to schema 5"
+        6,
+        "upgraded to schema 6"
     );
     assert!(
         plan(

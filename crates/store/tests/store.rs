@@ -321,6 +321,114 @@ async fn flags_counters_and_the_change_log_agree() {
     assert!(matches!(err, Err(StoreError::Invalid(_))));
 }
 
+fn change_rows(store: &SqliteStore) -> i64 {
+    rusqlite::Connection::open(store.path())
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pruning_the_change_log_keeps_states_and_refuses_older_ones() {
+    let (dir, store) = open();
+    let a = account(&store, "alice@example.com").await;
+    let b = account(&store, "bob@example.com").await;
+    let mut old = Vec::new();
+    for i in 0..3 {
+        let to = DeliveryTarget::inbox(if i == 0 { b.id } else { a.id });
+        old.push(
+            store
+                .deliver(delivery(message("old", ""), vec![to]))
+                .await
+                .unwrap()[0],
+        );
+    }
+    store
+        .update_flags(a.id, &[old[1].id], FlagChange::Add(Flags::SEEN, vec![]))
+        .await
+        .unwrap();
+    let (a_before, b_before) = (
+        store.state(a.id).await.unwrap(),
+        store.state(b.id).await.unwrap(),
+    );
+    let mailbox_state = store.kind_state(a.id, ObjectKind::Mailbox).await.unwrap();
+    let logged = change_rows(&store);
+    let mut cache = LightCache::load(&store, a.id, None).await.unwrap();
+
+    // The first call only marks where the log ends: nothing is known to be old.
+    assert_eq!(store.prune_change_log(0, 1_000).await.unwrap(), 0);
+    let new = store
+        .deliver(delivery(
+            message("new", ""),
+            vec![DeliveryTarget::inbox(a.id)],
+        ))
+        .await
+        .unwrap()[0];
+    // Everything logged before the mark at 1 000 is older than 2 000; the
+    // delivery after it is not.
+    let removed = store.prune_change_log(2_000, 3_000).await.unwrap();
+    assert_eq!(removed as i64, logged, "every entry before the mark");
+    assert_eq!(change_rows(&store), logged + 1 - removed as i64);
+    assert_eq!(store.prune_change_log(2_000, 3_000).await.unwrap(), 0);
+
+    for since in [0, a_before - 1] {
+        let err = store.change_log(a.id, since, 100).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Pruned { since: s, floor } if s == since && floor == a_before),
+            "{err}"
+        );
+        let err = store.changes(a.id, ObjectKind::Email, since, 100).await;
+        assert!(matches!(err, Err(StoreError::Pruned { .. })), "{err:?}");
+    }
+    let log = store.change_log(a.id, a_before, 100).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!((log[0].id, log[0].op), (new.id, ChangeOp::Created));
+    let ch = store
+        .changes(a.id, ObjectKind::Email, a_before, 100)
+        .await
+        .unwrap();
+    assert_eq!(ch.created, vec![new.id]);
+    assert_eq!(ch.new_state, store.state(a.id).await.unwrap());
+    // A cache that knew the state before the floor reads everything again.
+    cache.refresh(&store).await.unwrap();
+    let ids: Vec<MessageId> = cache.snapshot().iter().map(|r| r.summary.id).collect();
+    assert_eq!(ids, vec![old[1].id, old[2].id, new.id]);
+    assert_eq!(cache.known(), store.state(a.id).await.unwrap());
+    // Bob's floor is his own last change; his log is empty, and whole.
+    assert!(
+        store
+            .change_log(b.id, b_before, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.change_log(b.id, b_before - 1, 100).await.is_err());
+
+    // No state goes back, even for a kind whose entries are all gone.
+    let identity = store.kind_state(a.id, ObjectKind::Identity).await.unwrap();
+    assert_eq!(
+        identity, a_before,
+        "the floor stands in for the pruned entries"
+    );
+    assert!(store.kind_state(a.id, ObjectKind::Mailbox).await.unwrap() > mailbox_state);
+    assert_eq!(
+        store.kind_state(b.id, ObjectKind::Email).await.unwrap(),
+        b_before
+    );
+
+    let report = SqliteStore::check(dir.path(), &CheckOptions::default()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // Marks older than what was pruned are gone; the log goes on growing.
+    store
+        .update_flags(a.id, &[new.id], FlagChange::Add(Flags::FLAGGED, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.change_log(a.id, a_before, 100).await.unwrap().len(),
+        2
+    );
+}
+
 #[tokio::test]
 async fn changes_are_paged_at_change_boundaries() {
     let (_d, store) = open();
@@ -999,7 +1107,7 @@ async fn schema_1_databases_are_upgraded() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5, "upgraded through every version");
+    assert_eq!(v, 6, "upgraded through every version");
     let queue: i64 = conn
         .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))
         .unwrap();
@@ -1013,6 +1121,86 @@ async fn schema_1_databases_are_upgraded() {
         )
         .unwrap();
     assert_eq!(jmap, 0, "schema 5's JMAP tables exist");
+}
+
+#[tokio::test]
+async fn schema_5_change_logs_are_kept_and_become_prunable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, state) = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let a = account(&store, "alice@example.com").await;
+        for s in ["one", "two"] {
+            store
+                .deliver(delivery(message(s, ""), vec![DeliveryTarget::inbox(a.id)]))
+                .await
+                .unwrap();
+        }
+        (a.id, store.state(a.id).await.unwrap())
+    };
+    // Make it look like a schema 5 store: no floor, no marks, seq reusable.
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite3")).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE accounts DROP COLUMN log_floor; DROP TABLE log_marks;
+         CREATE TABLE old (seq INTEGER PRIMARY KEY, account_id INTEGER NOT NULL,
+             modseq INTEGER NOT NULL, kind INTEGER NOT NULL, op INTEGER NOT NULL,
+             object_id INTEGER NOT NULL, mailbox_id INTEGER, uid INTEGER, thread_id INTEGER);
+         INSERT INTO old SELECT * FROM changes; DROP TABLE changes;
+         ALTER TABLE old RENAME TO changes;
+         CREATE INDEX changes_by_account ON changes (account_id, modseq);
+         CREATE INDEX changes_by_kind ON changes (account_id, kind, modseq);
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    let before: Vec<(i64, i64)> = conn
+        .prepare("SELECT seq, modseq FROM changes ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let after: Vec<(i64, i64)> = conn
+        .prepare("SELECT seq, modseq FROM changes ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(after, before, "the log is copied as it was");
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'changes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sql.contains("AUTOINCREMENT"), "{sql}");
+    assert!(
+        plan(
+            &store,
+            "SELECT MAX(modseq) FROM changes WHERE account_id = 1 AND kind = 1"
+        )
+        .contains("changes_by_kind")
+    );
+    assert_eq!(
+        store
+            .changes(id, ObjectKind::Email, 0, 10)
+            .await
+            .unwrap()
+            .created
+            .len(),
+        2
+    );
+    store.prune_change_log(-1, 0).await.unwrap();
+    assert_eq!(
+        store.prune_change_log(1, 1).await.unwrap() as usize,
+        before.len()
+    );
+    assert!(store.change_log(id, state, 10).await.unwrap().is_empty());
+    let report = SqliteStore::check(dir.path(), &CheckOptions::default()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
 #[tokio::test]

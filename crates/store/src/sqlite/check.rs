@@ -242,6 +242,8 @@ impl SqliteStore {
 /// An account: its change counter.
 struct AccountRow {
     modseq: i64,
+    /// Changes at or below it may have been pruned from the log.
+    log_floor: i64,
 }
 
 struct MailboxRow {
@@ -403,14 +405,22 @@ fn schema_ok(c: &Connection, report: &mut CheckReport) -> Result<bool> {
 }
 
 fn load_accounts(c: &Connection, report: &mut CheckReport) -> Result<HashMap<i64, AccountRow>> {
-    let rows: Vec<(i64, i64)> = c
-        .prepare("SELECT id, modseq FROM accounts")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let rows: Vec<(i64, i64, i64)> = c
+        .prepare("SELECT id, modseq, log_floor FROM accounts")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     report.stats.accounts = rows.len() as u64;
+    for &(id, modseq, log_floor) in &rows {
+        if log_floor > modseq {
+            report.add(
+                ProblemKind::ChangeLog,
+                format!("account {id}: its log floor {log_floor} is above its counter {modseq}"),
+            );
+        }
+    }
     Ok(rows
         .into_iter()
-        .map(|(id, modseq)| (id, AccountRow { modseq }))
+        .map(|(id, modseq, log_floor)| (id, AccountRow { modseq, log_floor }))
         .collect())
 }
 
@@ -710,7 +720,12 @@ fn check_messages(
             ),
             Some(_) => {}
         }
-        if last_email_change.get(&id) != Some(&modseq) {
+        // A message unchanged since before the floor may have lost its entry.
+        let pruned = accounts
+            .get(&account)
+            .is_some_and(|a| modseq <= a.log_floor)
+            && last_email_change.get(&id).is_none_or(|&m| m < modseq);
+        if last_email_change.get(&id) != Some(&modseq) && !pruned {
             report.add(
                 ProblemKind::ChangeLog,
                 format!(

@@ -20,6 +20,9 @@ use crate::*;
 use pool::ReadPool;
 use writer::Writer;
 
+/// Change-log entries removed per write transaction when pruning.
+const PRUNE_BATCH: usize = 10_000;
+
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "store.sqlite3";
 
@@ -551,6 +554,23 @@ impl Store for SqliteStore {
     ) -> Result<Changes> {
         self.read(move |c| ops::changes(c, account, kind, since, max))
             .await
+    }
+
+    async fn prune_change_log(&self, cutoff: i64, now: i64) -> Result<u64> {
+        self.write(move |ctx| ops::mark_change_log(ctx.conn, now))
+            .await?;
+        let mut total = 0u64;
+        loop {
+            // Small transactions, so that deliveries waiting for the writer are
+            // not held up behind one large delete.
+            let removed = self
+                .write(move |ctx| ops::prune_change_log(ctx.conn, cutoff, PRUNE_BATCH))
+                .await?;
+            total += removed as u64;
+            if removed < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn change_log(

@@ -545,7 +545,29 @@ pub fn change_log(
             })
         },
     )?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    let log = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    // The floor after the log: a prune committed in between then refuses a log
+    // that was in fact whole, which is safe; the other order could miss entries.
+    ensure_logged(c, account, since)?;
+    Ok(log)
+}
+
+/// The account's log floor: every change after it is in the log.
+fn log_floor(c: &Connection, account: AccountId) -> Result<ModSeq> {
+    c.prepare_cached("SELECT log_floor FROM accounts WHERE id = ?1")?
+        .query_row([account as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|m| m as u64)
+        .ok_or_else(|| StoreError::NotFound(format!("account {account}")))
+}
+
+/// [`StoreError::Pruned`] when changes after `since` may be missing from the log.
+fn ensure_logged(c: &Connection, account: AccountId, since: ModSeq) -> Result<()> {
+    let floor = log_floor(c, account)?;
+    if since < floor {
+        return Err(StoreError::Pruned { since, floor });
+    }
+    Ok(())
 }
 
 /// The last change of one kind (by code) in the account's log, 0 if none: one
@@ -561,14 +583,18 @@ fn last_change(c: &Connection, account: AccountId, code: i64) -> Result<ModSeq> 
 }
 
 pub fn kind_state(c: &Connection, account: AccountId, kind: ObjectKind) -> Result<ModSeq> {
-    state(c, account)?; // unknown accounts are NotFound, as for state()
+    // Unknown accounts are NotFound, as for state(). A kind whose entries were
+    // all pruned has its last change at or below the floor, so the floor stands
+    // in for it: a state must never go back.
+    let floor = log_floor(c, account)?;
     let own = last_change(c, account, kind_code(kind))?;
     if kind == ObjectKind::Mailbox {
         // A mailbox's counts (RFC 8621 §2 totalEmails, unreadThreads, ...) move with
         // its messages, and a JMAP state must change whenever its objects do.
-        return Ok(own.max(last_change(c, account, kind_code(ObjectKind::Email))?));
+        let email = last_change(c, account, kind_code(ObjectKind::Email))?;
+        return Ok(own.max(email).max(floor));
     }
-    Ok(own)
+    Ok(own.max(floor))
 }
 
 pub fn changes(
@@ -634,6 +660,8 @@ pub fn changes(
             }
         }
     }
+    drop(rows);
+    ensure_logged(c, account, since)?;
     let mut out = Changes {
         new_state: if has_more {
             last_modseq
@@ -655,6 +683,56 @@ pub fn changes(
         }
     }
     Ok(out)
+}
+
+/// Notes that every change-log entry written so far was written at or before
+/// `now`. When nothing was logged since the last mark, that older mark stays,
+/// being the more exact one.
+pub fn mark_change_log(c: &Connection, now: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO log_marks (seq, at) SELECT COALESCE(MAX(seq), 0), ?1 FROM changes",
+    )?
+    .execute([now])?;
+    Ok(())
+}
+
+/// Removes up to `batch` of the oldest change-log entries that a mark shows were
+/// written at or before `cutoff`, raising each account's floor to the newest
+/// MODSEQ removed, in the same transaction (a reader never sees a gap without
+/// its floor). Returns how many were removed; fewer than `batch` means done.
+pub fn prune_change_log(c: &Connection, cutoff: i64, batch: usize) -> Result<usize> {
+    let upto: Option<i64> = c
+        .prepare_cached("SELECT MAX(seq) FROM log_marks WHERE at <= ?1")?
+        .query_row([cutoff], |r| r.get(0))?;
+    let Some(upto) = upto else {
+        return Ok(0);
+    };
+    let batch = batch.clamp(1, i64::MAX as usize) as i64;
+    let last: Option<i64> = c
+        .prepare_cached(
+            "SELECT MAX(seq) FROM (SELECT seq FROM changes WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+        )?
+        .query_row([upto, batch], |r| r.get(0))?;
+    let Some(last) = last else {
+        c.prepare_cached("DELETE FROM log_marks WHERE seq < ?1")?
+            .execute([upto])?;
+        return Ok(0);
+    };
+    let floors: Vec<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT account_id, MAX(modseq) FROM changes WHERE seq <= ?1 GROUP BY account_id",
+        )?
+        .query_map([last], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut raise =
+        c.prepare_cached("UPDATE accounts SET log_floor = MAX(log_floor, ?2) WHERE id = ?1")?;
+    for (account, floor) in floors {
+        raise.execute([account, floor])?;
+    }
+    let removed = c
+        .prepare_cached("DELETE FROM changes WHERE seq <= ?1")?
+        .execute([last])?;
+    Ok(removed)
 }
 
 // ---------------------------------------------------------------- messages

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::Result;
 
 /// Bumped whenever the schema changes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     password_hash TEXT NOT NULL,            -- PHC string (argon2id)
     created_at    INTEGER NOT NULL,
     quota         INTEGER,
-    modseq        INTEGER NOT NULL DEFAULT 0 -- the account's change counter (state)
+    modseq        INTEGER NOT NULL DEFAULT 0, -- the account's change counter (state)
+    log_floor     INTEGER NOT NULL DEFAULT 0  -- the change log holds every change after this MODSEQ (schema 6)
 );
 
 CREATE TABLE IF NOT EXISTS aliases (
@@ -102,9 +103,10 @@ CREATE TABLE IF NOT EXISTS thread_keys (
     PRIMARY KEY (account_id, key)
 ) WITHOUT ROWID;
 
--- The change log read by IMAP CONDSTORE/QRESYNC and JMAP /changes.
+-- The change log read by IMAP CONDSTORE/QRESYNC and JMAP /changes. `seq` is
+-- never reused (AUTOINCREMENT, schema 6), so a log mark stays true.
 CREATE TABLE IF NOT EXISTS changes (
-    seq        INTEGER PRIMARY KEY,
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL,
     modseq     INTEGER NOT NULL,
     kind       INTEGER NOT NULL,             -- 1 email, 2 mailbox, 3 identity, 4 email submission, 5 vacation response
@@ -120,6 +122,14 @@ CREATE INDEX IF NOT EXISTS changes_by_account ON changes (account_id, modseq);
 -- Per-kind states (JMAP /get state) are one descent of this index, and
 -- /changes of one kind reads only that kind's entries (schema 5).
 CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (account_id, kind, modseq);
+
+-- Where the change log ended at a moment: every entry up to `seq` was written
+-- at or before `at` (Unix time). Pruning by age reads these instead of a time in
+-- every entry (schema 6).
+CREATE TABLE IF NOT EXISTS log_marks (
+    seq INTEGER PRIMARY KEY,
+    at  INTEGER NOT NULL
+);
 
 -- The outbound queue (schema 3). A queued message holds a reference on its blob.
 CREATE TABLE IF NOT EXISTS queue (
@@ -230,14 +240,18 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let res = (|| -> rusqlite::Result<()> {
+        let old_log = (1..6).contains(&version) && set_aside_change_log(conn)?;
         conn.execute_batch(SCHEMA)?;
+        if (1..6).contains(&version) {
+            upgrade_5_to_6(conn, old_log)?;
+        }
         if version == 1 {
             upgrade_1_to_2(conn)?;
         }
         if (1..4).contains(&version) {
             upgrade_3_to_4(conn)?;
         }
-        // Schema 5 only adds tables and an index, which SCHEMA has just created.
+        // Schema 5 only added tables and an index, which SCHEMA has just created.
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
     })();
     match res {
@@ -246,6 +260,46 @@ pub fn migrate(conn: &Connection) -> Result<()> {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.into());
         }
+    }
+    Ok(())
+}
+
+/// Renames the change log of a schema 5 store (or older) out of the way, so that
+/// [`SCHEMA`] creates the new one; true when there was one.
+fn set_aside_change_log(conn: &Connection) -> rusqlite::Result<bool> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'changes')",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists {
+        conn.execute_batch(
+            "ALTER TABLE changes RENAME TO changes_v5;
+             DROP INDEX IF EXISTS changes_by_account;
+             DROP INDEX IF EXISTS changes_by_kind;",
+        )?;
+    }
+    Ok(exists)
+}
+
+/// Schema 6 makes the change log prunable: `accounts.log_floor`, the table
+/// `log_marks`, and `changes.seq` never reused (the table is copied into the
+/// new one [`SCHEMA`] has just created).
+fn upgrade_5_to_6(conn: &Connection, old_log: bool) -> rusqlite::Result<()> {
+    let has_floor: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'log_floor')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_floor {
+        conn.execute_batch("ALTER TABLE accounts ADD COLUMN log_floor INTEGER NOT NULL DEFAULT 0")?;
+    }
+    if old_log {
+        conn.execute_batch(
+            "INSERT INTO changes (seq, account_id, modseq, kind, op, object_id, mailbox_id, uid, thread_id)
+             SELECT seq, account_id, modseq, kind, op, object_id, mailbox_id, uid, thread_id FROM changes_v5;
+             DROP TABLE changes_v5;",
+        )?;
     }
     Ok(())
 }
