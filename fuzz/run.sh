@@ -19,8 +19,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 SECONDS_EACH=${1:-30}
-ALL_TARGETS=(smtp_session smtp_client_replies pop3_session imap_command imap_session
-    jmap_request jmap_service mime_delivery config)
+ALL_TARGETS=(smtp_session smtp_client_replies mta_sts_policy pop3_session imap_command
+    imap_session jmap_request jmap_service mime_delivery config)
 read -r -a TARGETS <<<"${TARGETS:-${ALL_TARGETS[*]}}"
 
 # Safe Rust: no sanitizer (libFuzzer still catches panics, aborts, overflows of

@@ -57,6 +57,7 @@ impl Relay {
         let keys = Arc::new(DkimKeys::open(&dkim_dir(config)));
         let mut settings = RelaySettings::new(config.hostname.clone());
         settings.mx_port = r.mx_port;
+        settings.mta_sts = r.mta_sts;
         settings.connect_timeout = r.connect_timeout;
         settings.tls = match r.tls {
             RelayTls::Opportunistic => TlsPolicy::Opportunistic,

@@ -207,6 +207,10 @@ pub struct Relay {
     pub mx_port: u16,
     /// STARTTLS towards MX hosts. Default [`RelayTls::Opportunistic`].
     pub tls: RelayTls,
+    /// Honour the MTA-STS policies of destination domains (RFC 8461): where a
+    /// domain enforces one, mail goes only to the MX hosts it names, over
+    /// STARTTLS with a certificate verified for the host. Default true.
+    pub mta_sts: bool,
     /// Longest wait for a TCP connection to a next hop. Default 30 s; more than zero.
     #[serde(deserialize_with = "units::deserialize_duration")]
     pub connect_timeout: Duration,
@@ -568,6 +572,7 @@ impl Default for Relay {
             dns_timeout: Duration::from_secs(5),
             mx_port: 25,
             tls: RelayTls::Opportunistic,
+            mta_sts: true,
             connect_timeout: Duration::from_secs(30),
             smarthost: None,
             smarthost_tls: SmarthostTls::Starttls,
@@ -1320,6 +1325,7 @@ impl Config {
         let _ = writeln!(out, "dns_timeout = {}", d(r.dns_timeout));
         let _ = writeln!(out, "mx_port = {}", r.mx_port);
         let _ = writeln!(out, "tls = {}", q(&r.tls.to_string()));
+        let _ = writeln!(out, "mta_sts = {}", r.mta_sts);
         let _ = writeln!(out, "connect_timeout = {}", d(r.connect_timeout));
         let smarthost = r.smarthost.as_ref().map(HostPort::to_string);
         let _ = writeln!(out, "smarthost = {}", q(&smarthost.unwrap_or_default()));

@@ -175,6 +175,7 @@ resolver = ["192.0.2.53:53", " [2001:db8::53]:5353 "]
 dns_timeout = "2s"
 mx_port = 2526
 tls = "required"
+mta_sts = false
 connect_timeout = "1m"
 smarthost = "Smtp.Example.NET.:465"
 smarthost_tls = "implicit"
@@ -263,6 +264,7 @@ format = "json"
             dns_timeout: Duration::from_secs(2),
             mx_port: 2526,
             tls: RelayTls::Required,
+            mta_sts: false,
             connect_timeout: Duration::from_secs(60),
             smarthost: Some(hop("smtp.example.net", 465)),
             smarthost_tls: SmarthostTls::Implicit,

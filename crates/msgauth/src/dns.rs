@@ -56,6 +56,7 @@ impl std::fmt::Debug for Dns {
 type NoIp4 = NoCache<Box<str>, RecordSet<Ipv4Addr>>;
 type NoIp6 = NoCache<Box<str>, RecordSet<Ipv6Addr>>;
 type NoMx = NoCache<Box<str>, RecordSet<MX>>;
+type NoTxt = NoCache<Box<str>, mail_auth::Txt>;
 
 impl Dns {
     /// A resolver asking `servers`, giving up on a server after `timeout`.
@@ -108,6 +109,25 @@ impl Dns {
                 .collect()),
             Err(e) => match classify(domain, e) {
                 DnsFailure::NoRecords(_) => Ok(Vec::new()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The id of `domain`'s MTA-STS policy, from the TXT record at
+    /// `_mta-sts.<domain>` (RFC 8461 §3.1); `None` when it publishes none.
+    pub async fn mta_sts_id(&self, domain: &str) -> Result<Option<String>, DnsFailure> {
+        let name = format!("_mta-sts.{domain}.");
+        match self
+            .auth
+            .txt_lookup::<mail_auth::mta_sts::MtaSts>(name.as_str(), None::<&NoTxt>)
+            .await
+        {
+            Ok(record) => Ok(Some(record.id.clone())),
+            // TXT records, but none of them an STSv1 one.
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType)) => Ok(None),
+            Err(e) => match classify(&name, e) {
+                DnsFailure::NoRecords(_) | DnsFailure::NoSuchDomain(_) => Ok(None),
                 other => Err(other),
             },
         }

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod data;
+pub mod mta_sts;
 mod reply;
 mod session;
 

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod mta_sts;
 mod route;
 mod tls;
 
@@ -31,7 +32,7 @@ use tokio_rustls::TlsConnector;
 
 pub use tls::TlsSetupError;
 
-use route::{Routing, Target};
+use route::{Routing, Target, Verify};
 
 /// A host and port to send to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,14 @@ pub struct RelaySettings {
     pub timeouts: Timeouts,
     /// Most addresses tried for one delivery.
     pub max_addresses: usize,
+    /// Honour the MTA-STS policies of destination domains (RFC 8461).
+    pub mta_sts: bool,
+    /// Port of the HTTPS servers MTA-STS policies are fetched from (443;
+    /// tests change it).
+    pub mta_sts_port: u16,
+    /// CA file checking MX hosts and policy servers under MTA-STS (default: the
+    /// system bundle; tests use their own).
+    pub mta_sts_ca: Option<PathBuf>,
 }
 
 impl RelaySettings {
@@ -99,6 +108,9 @@ impl RelaySettings {
             smarthost: None,
             timeouts: Timeouts::RFC5321,
             max_addresses: 10,
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_ca: None,
         }
     }
 }
@@ -110,6 +122,9 @@ pub struct SmtpTransport {
     dkim: Option<Arc<DkimKeys>>,
     tls_any: TlsConnector,
     tls_verified: TlsConnector,
+    /// Checks certificates against the public CAs (MTA-STS).
+    tls_public: TlsConnector,
+    sts: mta_sts::Cache,
 }
 
 impl SmtpTransport {
@@ -123,6 +138,8 @@ impl SmtpTransport {
         Ok(SmtpTransport {
             tls_any: TlsConnector::from(tls::opportunistic()?),
             tls_verified: TlsConnector::from(tls::verified(ca.as_deref())?),
+            tls_public: TlsConnector::from(tls::verified(settings.mta_sts_ca.as_deref())?),
+            sts: mta_sts::Cache::default(),
             settings,
             dns,
             dkim,
@@ -212,10 +229,10 @@ impl SmtpTransport {
             Err(_) => return Some(SessionError::connect_failed(&peer, "connection timed out")),
         };
         let _ = tcp.set_nodelay(true);
-        let connector = if target.verify {
-            &self.tls_verified
-        } else {
-            &self.tls_any
+        let connector = match target.verify {
+            Verify::No => &self.tls_any,
+            Verify::Smarthost => &self.tls_verified,
+            Verify::Public => &self.tls_public,
         };
         let mut stream = Stream::Plain(tcp);
         let handshake = self.settings.connect_timeout;

@@ -2,12 +2,14 @@
 //! domain's MX hosts (RFC 5321 §5.1), each turned into addresses to try in order.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use pochta_msgauth::DnsFailure;
 use pochta_proto_smtp::client::TlsPolicy;
 use pochta_queue::Failure;
 use rand::seq::SliceRandom;
 
+use crate::mta_sts::{self, Mode, Policy};
 use crate::{NextHop, SmarthostTls, SmtpTransport};
 
 /// One address to try, with how to talk to it.
@@ -21,8 +23,8 @@ pub(crate) struct Target {
     pub tls: TlsPolicy,
     /// TLS from the first byte (smarthost on port 465).
     pub implicit_tls: bool,
-    /// Check the certificate (smarthost).
-    pub verify: bool,
+    /// Whose certificate check applies.
+    pub verify: Verify,
     /// Log in (smarthost).
     pub authenticate: bool,
 }
@@ -38,6 +40,17 @@ impl Target {
     }
 }
 
+/// How a target's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verify {
+    /// Not at all (opportunistic TLS to MX hosts, RFC 7435).
+    No,
+    /// Against the smarthost's CA file or the system bundle.
+    Smarthost,
+    /// Against the public CAs, for the MX host's name (MTA-STS, RFC 8461 §4.2).
+    Public,
+}
+
 /// The outcome of routing.
 pub(crate) enum Routing {
     /// Try these, in order.
@@ -51,7 +64,7 @@ impl SmtpTransport {
     pub(crate) async fn route(&self, domain: &str) -> Routing {
         let s = &self.settings;
         if let Some(hop) = s.routes.get(domain) {
-            return self.hop_targets(hop, s.tls, false, false, false).await;
+            return self.hop_targets(hop, s.tls, false, Verify::No, false).await;
         }
         if let Some(sm) = &s.smarthost {
             let (tls, implicit) = match sm.tls {
@@ -59,7 +72,11 @@ impl SmtpTransport {
                 SmarthostTls::Implicit => (TlsPolicy::Disabled, true),
                 SmarthostTls::None => (TlsPolicy::Disabled, false),
             };
-            let verify = sm.tls != SmarthostTls::None;
+            let verify = if sm.tls == SmarthostTls::None {
+                Verify::No
+            } else {
+                Verify::Smarthost
+            };
             return self
                 .hop_targets(&sm.hop, tls, implicit, verify, sm.credentials.is_some())
                 .await;
@@ -72,7 +89,7 @@ impl SmtpTransport {
                     addr: SocketAddr::new(ip, s.mx_port),
                     tls: s.tls,
                     implicit_tls: false,
-                    verify: false,
+                    verify: Verify::No,
                     authenticate: false,
                 }]),
                 Err(_) => Routing::Fail(
@@ -89,7 +106,7 @@ impl SmtpTransport {
         hop: &NextHop,
         tls: TlsPolicy,
         implicit_tls: bool,
-        verify: bool,
+        verify: Verify,
         authenticate: bool,
     ) -> Routing {
         match self.dns.ips(&hop.host, self.settings.max_addresses).await {
@@ -140,6 +157,38 @@ impl SmtpTransport {
             // RFC 5321 §5.1: no MX, so the domain itself is the host.
             hosts.push((0, domain.to_string()));
         }
+        // RFC 8461 §4: under an enforced MTA-STS policy only the MX hosts it
+        // names, over STARTTLS with a certificate valid for the host's name.
+        let policy = self.sts_policy(domain).await;
+        let mut enforce = false;
+        if let Some(p) = policy.as_deref() {
+            let (named, other): (Vec<_>, Vec<_>) =
+                hosts.iter().cloned().partition(|(_, h)| p.allows(h));
+            match p.mode {
+                Mode::Enforce => {
+                    enforce = true;
+                    if named.is_empty() {
+                        let list: Vec<&str> = other.iter().map(|(_, h)| h.as_str()).collect();
+                        return Routing::Fail(
+                            failure(
+                                "4.7.5",
+                                format!(
+                                    "the MTA-STS policy of {domain} names none of its mail hosts ({})",
+                                    list.join(", ")
+                                ),
+                            ),
+                            false,
+                        );
+                    }
+                    hosts = named;
+                }
+                Mode::Testing if !other.is_empty() => {
+                    let list: Vec<&str> = other.iter().map(|(_, h)| h.as_str()).collect();
+                    tracing::warn!(domain, hosts = %list.join(", "), "MX hosts not named by the domain's MTA-STS policy (testing mode: delivering anyway)");
+                }
+                _ => {}
+            }
+        }
         // §5.1: when we are one of the MX hosts (but not the final destination),
         // only hosts strictly preferred to us may take the mail; those of equal
         // or greater preference are dropped. None left: we are the best, a loop.
@@ -169,9 +218,9 @@ impl SmtpTransport {
                         targets.push(Target {
                             name: host.clone(),
                             addr: SocketAddr::new(ip, s.mx_port),
-                            tls: s.tls,
+                            tls: if enforce { TlsPolicy::Required } else { s.tls },
                             implicit_tls: false,
-                            verify: false,
+                            verify: if enforce { Verify::Public } else { Verify::No },
                             authenticate: false,
                         });
                     }
@@ -191,6 +240,61 @@ impl SmtpTransport {
             return Routing::Fail(failure("4.4.3", text), false);
         }
         Routing::Targets(targets)
+    }
+}
+
+impl SmtpTransport {
+    /// The MTA-STS policy of `domain` (RFC 8461 §5.1): the cached one while its
+    /// id is still published (or no record can be read), else a fresh one; none
+    /// when the domain has none or it cannot be fetched and nothing is cached,
+    /// and then mail goes as without MTA-STS (§3.3).
+    async fn sts_policy(&self, domain: &str) -> Option<Arc<Policy>> {
+        if !self.settings.mta_sts {
+            return None;
+        }
+        let cached = self.sts.get(domain);
+        let id = match self.dns.mta_sts_id(domain).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return cached.map(|(_, p)| p),
+            Err(e) => {
+                tracing::info!(domain, error = %e, "cannot look up the MTA-STS record");
+                return cached.map(|(_, p)| p);
+            }
+        };
+        if let Some((known, p)) = &cached
+            && *known == id
+        {
+            return Some(p.clone());
+        }
+        let host = format!("mta-sts.{domain}");
+        let fetched = match self.dns.ips(&host, 1).await {
+            Ok(ips) => match ips.first() {
+                Some(&ip) => {
+                    let addr = SocketAddr::new(ip, self.settings.mta_sts_port);
+                    mta_sts::fetch(
+                        domain,
+                        addr,
+                        &self.tls_public,
+                        self.settings.connect_timeout,
+                    )
+                    .await
+                }
+                None => Err(format!("{host} has no address")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match fetched {
+            Ok(policy) => {
+                tracing::info!(domain, id = %id, mode = ?policy.mode, "MTA-STS policy fetched");
+                let policy = Arc::new(policy);
+                self.sts.put(domain, id, policy.clone());
+                Some(policy)
+            }
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot fetch the MTA-STS policy");
+                cached.map(|(_, p)| p)
+            }
+        }
     }
 }
 

@@ -1538,3 +1538,245 @@ async fn connection_dropped_after_the_final_dot_is_a_temporary_failure() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// MTA-STS (RFC 8461)
+// ---------------------------------------------------------------------------
+
+/// The domain publishing a policy; its MX host and policy host.
+const STS: &str = "sts.test";
+const STS_MX: &str = "mx.sts.test";
+const STS_WEB: &str = "mta-sts.sts.test";
+
+/// An HTTPS server answering every request with `status` and `body` as
+/// text/plain; counts the requests.
+struct PolicyServer {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+    accept: JoinHandle<()>,
+}
+
+impl PolicyServer {
+    fn start(identity: &Identity, status: &'static str, body: &str) -> PolicyServer {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = TlsAcceptor::from(identity.config.clone());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let accept = tokio::spawn({
+            let requests = requests.clone();
+            async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (acceptor, response, requests) =
+                        (acceptor.clone(), response.clone(), requests.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tokio::time::timeout(SERVER_READ_LIMIT, tls.read(&mut buf)).await
+                            {
+                                Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                                _ => return,
+                            }
+                        }
+                        let head = String::from_utf8_lossy(&head);
+                        assert!(
+                            head.starts_with("GET /.well-known/mta-sts.txt HTTP/1.1\r\n"),
+                            "{head}"
+                        );
+                        assert!(
+                            head.to_ascii_lowercase()
+                                .contains("host: mta-sts.sts.test\r\n")
+                        );
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let _ = tls.write_all(response.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            }
+        });
+        PolicyServer {
+            port,
+            requests,
+            accept,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PolicyServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+fn policy(mode: &str, mx: &str) -> String {
+    format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
+}
+
+/// DNS for [`STS`] (MX, policy record with `id`, both hosts on 127.0.0.1) and a
+/// transport that fetches policies from `web` and trusts `cas`.
+fn sts_setup(
+    dns_server: &TestDns,
+    id: &str,
+    mx_port: u16,
+    web: &PolicyServer,
+    cas: &[&Identity],
+    dir: &std::path::Path,
+) -> SmtpTransport {
+    dns_server.add_mx(STS, 10, STS_MX);
+    dns_server.add_a(STS_MX, Ipv4Addr::LOCALHOST);
+    dns_server.add_a(STS_WEB, Ipv4Addr::LOCALHOST);
+    dns_server.add_txt(&format!("_mta-sts.{STS}"), &format!("v=STSv1; id={id}"));
+    let ca = dir.join("sts-ca.pem");
+    let pems: Vec<&str> = cas.iter().map(|i| i.pem.as_str()).collect();
+    std::fs::write(&ca, pems.concat()).unwrap();
+    let mut s = settings();
+    s.mx_port = mx_port;
+    s.mta_sts_port = web.port;
+    s.mta_sts_ca = Some(ca);
+    transport(s, dns_server)
+}
+
+#[tokio::test]
+async fn mta_sts_enforce_delivers_over_verified_tls_and_caches_the_policy() {
+    let (dns_server, dir) = (TestDns::start().unwrap(), tempfile::tempdir().unwrap());
+    let (mx_id, web_id) = (identity(STS_MX), identity(STS_WEB));
+    let web = PolicyServer::start(&web_id, "200 OK", &policy("enforce", "*.sts.test"));
+    let server = FakeServer::start(vec![Script::new().starttls(StartTls::Works, &mx_id)]);
+    let t = sts_setup(
+        &dns_server,
+        "1",
+        server.port(),
+        &web,
+        &[&mx_id, &web_id],
+        dir.path(),
+    );
+
+    for _ in 0..2 {
+        let results = deliver(&t, STS, vec![mx_job(STS)]).await;
+        assert_delivered(&result(&results, 1, 1), "mx.sts.test [127.0.0.1]", false);
+    }
+    let sessions = server.sessions().await;
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions.iter().all(|s| s.tls && s.messages.len() == 1));
+    assert_eq!(
+        web.requests(),
+        1,
+        "the policy is cached while its id stands"
+    );
+    // A new id: fetched again.
+    dns_server.remove(&format!("_mta-sts.{STS}"));
+    dns_server.add_txt(&format!("_mta-sts.{STS}"), "v=STSv1; id=2");
+    deliver(&t, STS, vec![mx_job(STS)]).await;
+    assert_eq!(web.requests(), 2);
+}
+
+#[tokio::test]
+async fn mta_sts_enforce_refuses_clear_text_unverified_and_unnamed_hosts() {
+    let (mx_id, web_id) = (identity(STS_MX), identity(STS_WEB));
+    let cases: [(&str, Script, &str, &str); 3] = [
+        // The MX offers no STARTTLS: no clear-text fallback.
+        ("no STARTTLS", Script::new(), "*.sts.test", ""),
+        // Its certificate is for another name (and trusted): refused.
+        (
+            "wrong name",
+            Script::new().starttls(StartTls::Works, &identity("other.test")),
+            "mx.sts.test",
+            "",
+        ),
+        // The policy names other hosts: not even a connection.
+        ("not named", Script::new(), "mail.sts.test", "4.7.5"),
+    ];
+    for (what, script, mx, status) in cases {
+        let (dns_server, dir) = (TestDns::start().unwrap(), tempfile::tempdir().unwrap());
+        let web = PolicyServer::start(&web_id, "200 OK", &policy("enforce", mx));
+        let server = FakeServer::start(vec![script.clone()]);
+        let other = identity("other.test");
+        let t = sts_setup(
+            &dns_server,
+            "1",
+            server.port(),
+            &web,
+            &[&mx_id, &web_id, &other],
+            dir.path(),
+        );
+        let results = deliver(&t, STS, vec![mx_job(STS)]).await;
+        let f = temporary(&result(&results, 1, 1));
+        if !status.is_empty() {
+            assert_eq!(f.status, status, "{what}: {f:?}");
+            assert!(f.text.contains("MTA-STS"), "{what}: {}", f.text);
+        }
+        let sessions = server.sessions().await;
+        assert!(
+            sessions.iter().all(|s| s.messages.is_empty()),
+            "{what}: delivered anyway"
+        );
+        if status == "4.7.5" {
+            assert!(sessions.is_empty(), "{what}: connected");
+        }
+    }
+}
+
+#[tokio::test]
+async fn mta_sts_testing_mode_and_unusable_policies_deliver_as_before() {
+    let (mx_id, web_id) = (identity(STS_MX), identity(STS_WEB));
+    let untrusted = identity(STS_WEB);
+    let cases: [(&str, &Identity, &'static str, String); 4] = [
+        (
+            "testing",
+            &web_id,
+            "200 OK",
+            policy("testing", "mail.sts.test"),
+        ),
+        (
+            "404",
+            &web_id,
+            "404 Not Found",
+            policy("enforce", "mail.sts.test"),
+        ),
+        (
+            "bad policy",
+            &web_id,
+            "200 OK",
+            "version: STSv1\r\nmode: enforce\r\n".into(),
+        ),
+        // A policy server whose certificate we do not trust is no policy.
+        (
+            "untrusted",
+            &untrusted,
+            "200 OK",
+            policy("enforce", "mail.sts.test"),
+        ),
+    ];
+    for (what, web_identity, status, body) in cases {
+        let (dns_server, dir) = (TestDns::start().unwrap(), tempfile::tempdir().unwrap());
+        let web = PolicyServer::start(web_identity, status, &body);
+        // Clear text only: what enforce would refuse.
+        let server = FakeServer::start(vec![Script::new()]);
+        let t = sts_setup(
+            &dns_server,
+            "1",
+            server.port(),
+            &web,
+            &[&mx_id, &web_id],
+            dir.path(),
+        );
+        let results = deliver(&t, STS, vec![mx_job(STS)]).await;
+        assert_delivered(&result(&results, 1, 1), "mx.sts.test [127.0.0.1]", false);
+        assert_eq!(server.sessions().await[0].messages.len(), 1, "{what}");
+        let asked = usize::from(what != "untrusted");
+        assert_eq!(web.requests(), asked, "{what}: the policy was asked for");
+    }
+}
