@@ -97,7 +97,9 @@ impl Relay {
             },
             ca_file: r.smarthost_ca.clone(),
         });
-        let transport = SmtpTransport::new(settings, dns, Some(keys)).context("relay TLS")?;
+        let transport = SmtpTransport::new(settings, dns, Some(keys))
+            .context("relay TLS")?
+            .with_policy_store(store.clone());
         let q = &config.queue;
         let mut qs = QueueSettings::new(config.hostname.clone(), config.domains.clone());
         qs.retry = q.retry;

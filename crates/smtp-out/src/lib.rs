@@ -24,7 +24,7 @@ use pochta_proto_smtp::client::{
 };
 use pochta_queue::{Failure, Job, JobResults, RcptResult, Transport};
 use pochta_sasl::Credentials;
-use pochta_store::dsn_notify;
+use pochta_store::{Store, dsn_notify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
@@ -125,6 +125,8 @@ pub struct SmtpTransport {
     /// Checks certificates against the public CAs (MTA-STS).
     tls_public: TlsConnector,
     sts: mta_sts::Cache,
+    /// Where MTA-STS policies are kept across restarts.
+    policies: Option<Arc<dyn Store>>,
 }
 
 impl SmtpTransport {
@@ -140,10 +142,18 @@ impl SmtpTransport {
             tls_verified: TlsConnector::from(tls::verified(ca.as_deref())?),
             tls_public: TlsConnector::from(tls::verified(settings.mta_sts_ca.as_deref())?),
             sts: mta_sts::Cache::default(),
+            policies: None,
             settings,
             dns,
             dkim,
         })
+    }
+
+    /// Keeps MTA-STS policies in `store` too, so that they outlive a restart
+    /// (RFC 8461 §5.1, §10.3); without it they are kept in memory only.
+    pub fn with_policy_store(mut self, store: Arc<dyn Store>) -> SmtpTransport {
+        self.policies = Some(store);
+        self
     }
 
     /// The message as it goes out: without Return-Path (RFC 5321 §4.4: only the

@@ -8,10 +8,9 @@
 //! deadline and a size cap), parsed by [`pochta_proto_smtp::mta_sts`], and
 //! cached for its `max_age`, fetched again when the id changes.
 //!
-//! The policy is kept in memory only: after a restart the first delivery to a
-//! domain fetches it again, so an attacker who can both block that fetch and
-//! sit between us and the MX right after a restart gets a downgrade that a
-//! persistent cache would prevent (§10.3).
+//! Policies are kept in memory and, given a store
+//! ([`crate::SmtpTransport::with_policy_store`]), in the store, so that a
+//! restart does not open a window for a downgrade (§10.3).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,10 +55,11 @@ impl Cache {
             .map(|c| (c.id.clone(), c.policy.clone()))
     }
 
-    /// Remembers `policy` as `domain`'s for its `max_age`.
-    pub fn put(&self, domain: &str, id: String, policy: Arc<Policy>) {
+    /// Remembers `policy` as `domain`'s for `ttl` (its `max_age`, or what is
+    /// left of it).
+    pub fn put(&self, domain: &str, id: String, policy: Arc<Policy>, ttl: Duration) {
         let now = Instant::now();
-        let expires = now + Duration::from_secs(policy.max_age);
+        let expires = now + ttl;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_ENTRIES && !map.contains_key(domain) {
             map.retain(|_, c| c.expires > now);
@@ -84,13 +84,14 @@ impl Cache {
 }
 
 /// Fetches and parses the policy of `domain` from `addr` (an address of
-/// `mta-sts.<domain>`), verifying the certificate for that name, within `limit`.
+/// `mta-sts.<domain>`), verifying the certificate for that name, within `limit`;
+/// the policy and its text.
 pub(crate) async fn fetch(
     domain: &str,
     addr: SocketAddr,
     connector: &TlsConnector,
     limit: Duration,
-) -> Result<Policy, String> {
+) -> Result<(Policy, String), String> {
     let host = format!("mta-sts.{domain}");
     let work = async {
         let tcp = TcpStream::connect(addr)
@@ -146,7 +147,8 @@ pub(crate) async fn fetch(
                 .to_bytes();
             let text = std::str::from_utf8(&body)
                 .map_err(|_| format!("the policy from {host} is not UTF-8"))?;
-            parse_policy(text).map_err(|e| format!("the policy from {host}: {e}"))
+            let policy = parse_policy(text).map_err(|e| format!("the policy from {host}: {e}"))?;
+            Ok((policy, text.to_string()))
         }
         .await;
         task.abort();
@@ -172,8 +174,8 @@ mod tests {
                 max_age,
             })
         };
-        cache.put("a.test", "1".into(), p(3600));
-        cache.put("b.test", "1".into(), p(0));
+        cache.put("a.test", "1".into(), p(3600), Duration::from_secs(3600));
+        cache.put("b.test", "1".into(), p(0), Duration::ZERO);
         assert_eq!(cache.get("a.test").unwrap().0, "1");
         assert!(cache.get("b.test").is_none(), "expired at once");
         assert!(cache.get("c.test").is_none());

@@ -3,10 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pochta_msgauth::DnsFailure;
 use pochta_proto_smtp::client::TlsPolicy;
 use pochta_queue::Failure;
+use pochta_store::StsPolicy;
 use rand::seq::SliceRandom;
 
 use crate::mta_sts::{self, Mode, Policy};
@@ -252,7 +254,10 @@ impl SmtpTransport {
         if !self.settings.mta_sts {
             return None;
         }
-        let cached = self.sts.get(domain);
+        let cached = match self.sts.get(domain) {
+            Some(c) => Some(c),
+            None => self.kept_policy(domain).await,
+        };
         let id = match self.dns.mta_sts_id(domain).await {
             Ok(Some(id)) => id,
             Ok(None) => return cached.map(|(_, p)| p),
@@ -284,10 +289,21 @@ impl SmtpTransport {
             Err(e) => Err(e.to_string()),
         };
         match fetched {
-            Ok(policy) => {
+            Ok((policy, text)) => {
                 tracing::info!(domain, id = %id, mode = ?policy.mode, "MTA-STS policy fetched");
                 let policy = Arc::new(policy);
-                self.sts.put(domain, id, policy.clone());
+                let ttl = Duration::from_secs(policy.max_age);
+                self.sts.put(domain, id.clone(), policy.clone(), ttl);
+                if let Some(store) = &self.policies {
+                    let kept = StsPolicy {
+                        id,
+                        text,
+                        expires: unix_now().saturating_add(policy.max_age as i64),
+                    };
+                    if let Err(e) = store.put_sts_policy(domain, kept, unix_now()).await {
+                        tracing::warn!(domain, error = %e, "cannot keep the MTA-STS policy");
+                    }
+                }
                 Some(policy)
             }
             Err(e) => {
@@ -296,6 +312,33 @@ impl SmtpTransport {
             }
         }
     }
+}
+
+impl SmtpTransport {
+    /// The policy kept in the store for `domain`, if unexpired and still
+    /// parsable; loaded into the memory cache for what is left of its age.
+    async fn kept_policy(&self, domain: &str) -> Option<(String, Arc<Policy>)> {
+        let store = self.policies.as_ref()?;
+        let now = unix_now();
+        let kept = match store.sts_policy(domain, now).await {
+            Ok(k) => k?,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot read the kept MTA-STS policy");
+                return None;
+            }
+        };
+        let policy = Arc::new(mta_sts::parse_policy(&kept.text).ok()?);
+        let ttl = Duration::from_secs(kept.expires.saturating_sub(now).max(0) as u64);
+        self.sts.put(domain, kept.id.clone(), policy.clone(), ttl);
+        Some((kept.id, policy))
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn failure(status: &str, text: String) -> Failure {

@@ -1639,14 +1639,62 @@ fn sts_setup(
     dns_server.add_a(STS_MX, Ipv4Addr::LOCALHOST);
     dns_server.add_a(STS_WEB, Ipv4Addr::LOCALHOST);
     dns_server.add_txt(&format!("_mta-sts.{STS}"), &format!("v=STSv1; id={id}"));
+    transport(sts_settings(mx_port, web.port, cas, dir), dns_server)
+}
+
+/// Settings sending to MX hosts on `mx_port`, fetching policies from
+/// `web_port` and trusting `cas`.
+fn sts_settings(
+    mx_port: u16,
+    web_port: u16,
+    cas: &[&Identity],
+    dir: &std::path::Path,
+) -> RelaySettings {
     let ca = dir.join("sts-ca.pem");
     let pems: Vec<&str> = cas.iter().map(|i| i.pem.as_str()).collect();
     std::fs::write(&ca, pems.concat()).unwrap();
     let mut s = settings();
     s.mx_port = mx_port;
-    s.mta_sts_port = web.port;
+    s.mta_sts_port = web_port;
     s.mta_sts_ca = Some(ca);
-    transport(s, dns_server)
+    s
+}
+
+#[tokio::test]
+async fn mta_sts_policies_kept_in_the_store_outlive_a_restart() {
+    let (dns_server, dir) = (TestDns::start().unwrap(), tempfile::tempdir().unwrap());
+    let store: Arc<dyn pochta_store::Store> =
+        Arc::new(pochta_store::SqliteStore::open(&dir.path().join("store")).unwrap());
+    let (mx_id, web_id) = (identity(STS_MX), identity(STS_WEB));
+    let web = PolicyServer::start(&web_id, "200 OK", &policy("enforce", "*.sts.test"));
+    // Clear text only: what the policy forbids.
+    let server = FakeServer::start(vec![Script::new()]);
+    let cas = [&mx_id, &web_id];
+    let first = sts_setup(&dns_server, "7", server.port(), &web, &cas, dir.path())
+        .with_policy_store(store.clone());
+    temporary(&result(
+        &deliver(&first, STS, vec![mx_job(STS)]).await,
+        1,
+        1,
+    ));
+    assert_eq!(web.requests(), 1);
+    // "Restart" while the policy server cannot be reached (an attacker blocks it).
+    let web_port = web.port;
+    drop((first, web));
+    let settings = || sts_settings(server.port(), web_port, &cas, dir.path());
+    let kept = transport(settings(), &dns_server).with_policy_store(store.clone());
+    temporary(&result(&deliver(&kept, STS, vec![mx_job(STS)]).await, 1, 1));
+    assert!(
+        server
+            .sessions()
+            .await
+            .iter()
+            .all(|s| s.messages.is_empty())
+    );
+    // Without the store the policy would have been lost: delivered in clear.
+    let forgetful = transport(settings(), &dns_server);
+    let r = deliver(&forgetful, STS, vec![mx_job(STS)]).await;
+    assert_delivered(&result(&r, 1, 1), "mx.sts.test [127.0.0.1]", false);
 }
 
 #[tokio::test]

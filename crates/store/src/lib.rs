@@ -247,6 +247,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Every queued message with all its recipients, oldest first.
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
+
+    // ---- the relay's MTA-STS policies ----
+
+    /// The MTA-STS policy kept for `domain` (lower case), unless it expired
+    /// before `now` (Unix seconds). Kept in the store so that a restart does not
+    /// open a window for a downgrade (RFC 8461 §10.3).
+    async fn sts_policy(&self, domain: &str, now: i64) -> Result<Option<StsPolicy>>;
+    /// Keeps `policy` for `domain`, replacing the one before, and forgets the
+    /// policies that expired before `now`.
+    async fn put_sts_policy(&self, domain: &str, policy: StsPolicy, now: i64) -> Result<()>;
     /// One queued message.
     async fn queue_get(&self, id: u64) -> Result<Option<QueuedMessage>>;
     /// The bytes of a queued message.

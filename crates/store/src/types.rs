@@ -641,6 +641,17 @@ pub struct QuotaUsage {
     pub limit: Option<u64>,
 }
 
+/// A destination domain's MTA-STS policy as the relay fetched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsPolicy {
+    /// The id of the `_mta-sts` TXT record it was fetched under.
+    pub id: String,
+    /// The policy file, as fetched (the relay parses it).
+    pub text: String,
+    /// When it expires (its `max_age` after the fetch), Unix seconds.
+    pub expires: i64,
+}
+
 /// A blob uploaded through JMAP (RFC 8620 §6.1), readable by its account until
 /// purged.
 #[derive(Debug, Clone, PartialEq, Eq)]

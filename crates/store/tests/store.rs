@@ -430,6 +430,58 @@ async fn pruning_the_change_log_keeps_states_and_refuses_older_ones() {
 }
 
 #[tokio::test]
+async fn mta_sts_policies_are_kept_until_they_expire() {
+    let (dir, store) = open();
+    let p = |id: &str, expires| StsPolicy {
+        id: id.into(),
+        text: format!("policy {id}"),
+        expires,
+    };
+    assert_eq!(store.sts_policy("a.test", 100).await.unwrap(), None);
+    store
+        .put_sts_policy("A.test", p("1", 200), 100)
+        .await
+        .unwrap();
+    store
+        .put_sts_policy("b.test", p("1", 150), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sts_policy("a.TEST", 100).await.unwrap(),
+        Some(p("1", 200))
+    );
+    store
+        .put_sts_policy("a.test", p("2", 300), 120)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sts_policy("a.test", 120).await.unwrap(),
+        Some(p("2", 300))
+    );
+    assert_eq!(
+        store.sts_policy("b.test", 150).await.unwrap(),
+        None,
+        "expired"
+    );
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.sts_policy("a.test", 299).await.unwrap(),
+        Some(p("2", 300))
+    );
+    // Expired ones are dropped at the next keep.
+    store
+        .put_sts_policy("c.test", p("1", 400), 160)
+        .await
+        .unwrap();
+    let rows: i64 = rusqlite::Connection::open(store.path())
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM mta_sts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[tokio::test]
 async fn changes_are_paged_at_change_boundaries() {
     let (_d, store) = open();
     let a = account(&store, "alice@example.com").await;

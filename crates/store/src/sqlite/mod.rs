@@ -556,6 +556,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn sts_policy(&self, domain: &str, now: i64) -> Result<Option<StsPolicy>> {
+        let domain = domain.to_ascii_lowercase();
+        self.read(move |c| ops::sts_policy(c, &domain, now)).await
+    }
+
+    async fn put_sts_policy(&self, domain: &str, policy: StsPolicy, now: i64) -> Result<()> {
+        let domain = domain.to_ascii_lowercase();
+        self.write(move |ctx| ops::put_sts_policy(ctx.conn, &domain, &policy, now))
+            .await
+    }
+
     async fn prune_change_log(&self, cutoff: i64, now: i64) -> Result<u64> {
         self.write(move |ctx| ops::mark_change_log(ctx.conn, now))
             .await?;

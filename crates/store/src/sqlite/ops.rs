@@ -685,6 +685,31 @@ pub fn changes(
     Ok(out)
 }
 
+pub fn sts_policy(c: &Connection, domain: &str, now: i64) -> Result<Option<StsPolicy>> {
+    Ok(c.prepare_cached(
+        "SELECT id, policy, expires FROM mta_sts WHERE domain = ?1 AND expires > ?2",
+    )?
+    .query_row(params![domain, now], |r| {
+        Ok(StsPolicy {
+            id: r.get(0)?,
+            text: r.get(1)?,
+            expires: r.get(2)?,
+        })
+    })
+    .optional()?)
+}
+
+pub fn put_sts_policy(c: &Connection, domain: &str, p: &StsPolicy, now: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM mta_sts WHERE expires <= ?1")?
+        .execute([now])?;
+    c.prepare_cached(
+        "INSERT INTO mta_sts (domain, id, policy, expires) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (domain) DO UPDATE SET id = excluded.id, policy = excluded.policy, expires = excluded.expires",
+    )?
+    .execute(params![domain, p.id, p.text, p.expires])?;
+    Ok(())
+}
+
 /// Notes that every change-log entry written so far was written at or before
 /// `now`. When nothing was logged since the last mark, that older mark stays,
 /// being the more exact one.

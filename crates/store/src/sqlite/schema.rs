@@ -203,6 +203,15 @@ CREATE TABLE IF NOT EXISTS vacation_sent (
     sent_at    INTEGER NOT NULL,
     PRIMARY KEY (account_id, sender)
 ) WITHOUT ROWID;
+
+-- MTA-STS policies of destination domains, kept across restarts (RFC 8461
+-- §5.1; schema 6). The policy is the file as fetched: the relay parses it.
+CREATE TABLE IF NOT EXISTS mta_sts (
+    domain  TEXT PRIMARY KEY,               -- lower case
+    id      TEXT NOT NULL,                  -- the TXT record's id it was fetched under
+    policy  TEXT NOT NULL,
+    expires INTEGER NOT NULL                -- Unix time
+) WITHOUT ROWID;
 "#;
 
 /// Settings every connection gets. `synchronous=FULL` makes each COMMIT fsync the
