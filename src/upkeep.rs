@@ -22,14 +22,24 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Args)]
 pub struct PruneArgs {
     /// Remove the entries older than this ("30d", "12h", "0" for all of them).
-    /// Default: `store.change_log_retention`.
+    /// Default: `store.change_log_retention` (when that is 0, nothing).
     #[arg(long, value_parser = pochta_config::parse_duration)]
     older_than: Option<Duration>,
 }
 
 /// Runs `pochta prune-changes`.
 pub async fn prune(config: &Config, args: PruneArgs) -> anyhow::Result<()> {
-    let age = args.older_than.unwrap_or(config.store.change_log_retention);
+    let age = match args.older_than {
+        Some(age) => age,
+        // Zero in the configuration means "keep forever", not "remove all".
+        None if config.store.change_log_retention.is_zero() => {
+            println!(
+                "store.change_log_retention is 0 (keep the log forever): nothing removed; give --older-than to prune anyway."
+            );
+            return Ok(());
+        }
+        None => config.store.change_log_retention,
+    };
     let store = SqliteStore::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let now = unix_now();

@@ -685,6 +685,20 @@ fn clients_from_before_a_pruned_change_log_catch_up() {
     assert!(out.status.success(), "{text}");
     let removed: u64 = text.split(' ').next().unwrap().parse().unwrap();
     assert!(removed >= 8, "{text}");
+    let forever = tempfile::tempdir().unwrap();
+    let config = forever.path().join("pochta.toml");
+    let data = server.data_dir();
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[store]\nchange_log_retention = 0\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let kept = cli(Some(&config), &["prune-changes"], None);
+    assert!(kept.status.success());
+    assert!(String::from_utf8_lossy(&kept.stdout).contains("nothing removed"));
     let bad = server.cli(&["prune-changes", "--older-than", "soon"], None);
     assert_eq!(bad.status.code(), Some(2));
 
