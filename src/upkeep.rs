@@ -86,8 +86,5 @@ fn secs(d: Duration) -> i64 {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(secs)
-        .unwrap_or(0)
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
