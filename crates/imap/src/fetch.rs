@@ -10,7 +10,7 @@ use pochta_proto_imap::view::{MessageView, SystemFlags};
 use pochta_store::{ChangeOp, FlagChange, Flags, MessageSummary, ObjectKind, StoreError, Uid};
 
 use crate::exec::{Executor, Fail, Handled, Output};
-use crate::select::to_ranges;
+use crate::select::{last_assigned, to_ranges};
 
 /// Messages loaded per round trip when only index data is asked for.
 const CHEAP_BATCH: usize = 5000;
@@ -113,15 +113,8 @@ impl Executor {
                 // No longer logged that far back: every UID of the set not here,
                 // up to the last one assigned (`*` reaches past the client's view).
                 Err(StoreError::Pruned { .. }) => {
-                    let id = sel.id;
-                    let last_assigned = self
-                        .store
-                        .mailboxes(account)
-                        .await?
-                        .iter()
-                        .find(|m| m.id == id)
-                        .map_or(0, |m| m.uid_next.saturating_sub(1));
-                    sel.absent(Some(set), last_assigned.max(sel.max_uid()))
+                    let last = last_assigned(&self.store, account, sel.id).await?;
+                    sel.absent(Some(set), last.max(sel.max_uid()))
                 }
                 Err(e) => return Err(e.into()),
             };

@@ -154,14 +154,7 @@ impl Executor {
         }
         // `*` in the client's known UIDs means the largest UID ever assigned here;
         // explicit UIDs may name messages that are gone, which is the point.
-        let last_assigned = self
-            .store
-            .mailboxes(account)
-            .await?
-            .iter()
-            .find(|m| m.id == sel.id)
-            .map(|m| m.uid_next.saturating_sub(1))
-            .unwrap_or(0);
+        let last_assigned = last_assigned(&self.store, account, sel.id).await?;
         let log = match self.store.change_log(account, q.modseq, usize::MAX).await {
             Ok(log) => log,
             Err(StoreError::Pruned { .. }) => {
@@ -304,6 +297,21 @@ impl Executor {
         }
         Ok((None, "EXPUNGE completed".into()))
     }
+}
+
+/// The largest UID ever assigned in `mailbox` (UIDNEXT - 1; 0 when it is gone):
+/// what `*` reaches when a client asks about messages that may have vanished.
+pub(crate) async fn last_assigned(
+    store: &std::sync::Arc<dyn pochta_store::Store>,
+    account: u64,
+    mailbox: u64,
+) -> Result<Uid, Fail> {
+    Ok(store
+        .mailboxes(account)
+        .await?
+        .iter()
+        .find(|m| m.id == mailbox)
+        .map_or(0, |m| m.uid_next.saturating_sub(1)))
 }
 
 /// True when the mailbox's counter says some message has `\Deleted`: the

@@ -756,26 +756,8 @@ async fn qresync_select_reports_what_changed() {
     a.login().await;
     a.send("a1 ENABLE QRESYNC").await;
     let sel = a.send("a2 SELECT INBOX").await;
-    let validity: u32 = sel
-        .iter()
-        .find(|l| l.contains("UIDVALIDITY"))
-        .unwrap()
-        .split(' ')
-        .nth(3)
-        .unwrap()
-        .trim_end_matches(']')
-        .parse()
-        .unwrap();
-    let hms: u64 = sel
-        .iter()
-        .find(|l| l.contains("HIGHESTMODSEQ"))
-        .unwrap()
-        .split(' ')
-        .nth(3)
-        .unwrap()
-        .trim_end_matches(']')
-        .parse()
-        .unwrap();
+    let validity = number_after(&sel, "UIDVALIDITY");
+    let hms = number_after(&sel, "HIGHESTMODSEQ");
     a.send("a3 STORE 2 +FLAGS (\\Seen)").await;
     a.send("a4 STORE 3 +FLAGS (\\Deleted)").await;
     a.send("a5 EXPUNGE").await;

@@ -312,9 +312,7 @@ impl SmtpTransport {
             }
         }
     }
-}
 
-impl SmtpTransport {
     /// The policy kept in the store for `domain`, if unexpired and still
     /// parsable; loaded into the memory cache for what is left of its age.
     async fn kept_policy(&self, domain: &str) -> Option<(String, Arc<Policy>)> {
