@@ -74,6 +74,33 @@ http = "127.0.0.1:{}"
     )
 }
 
+/// Eight distinct loopback ports below the ephemeral range that are free now.
+fn unused_ports() -> Ports {
+    let mut picked: Vec<u16> = Vec::new();
+    while picked.len() < 8 {
+        // RandomState is seeded randomly per instance: enough randomness for
+        // spreading parallel tests over the range without another dependency.
+        let draw = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            picked.len(),
+        );
+        let port = 20_000 + (draw % 12_000) as u16;
+        if !picked.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            picked.push(port);
+        }
+    }
+    Ports {
+        smtp: picked[0],
+        submission: picked[1],
+        submissions: picked[2],
+        pop3: picked[3],
+        pop3s: picked[4],
+        imap: picked[5],
+        imaps: picked[6],
+        http: picked[7],
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_pochta")
 }
@@ -90,9 +117,7 @@ impl Server {
 
     /// Starts a server; `extra` is appended to the config file (e.g. a `[limits]` table).
     ///
-    /// The listeners bind port 0 and the harness reads the real ports from the
-    /// startup banner, so parallel tests never race for ports; the ports are then
-    /// written into the config so that a restart uses the same ones.
+    /// The ports stay the same across restarts (see [`Server::start_logging`]).
     pub fn start_with(extra: &str) -> Server {
         Server::start_as(DEFAULT_HEAD, extra)
     }
@@ -104,34 +129,33 @@ impl Server {
 
     /// Starts a server whose log (see [`Server::log`]) is filtered by
     /// `rust_log` (`RUST_LOG` syntax, e.g. `trace`) instead of `info`.
+    ///
+    /// The ports are drawn below the kernel's ephemeral range (32768 and up on
+    /// Linux), so that no client socket of a parallel test can sit on them
+    /// while the server is down between a kill and a restart; a port another
+    /// test took first makes the server exit, and the harness draws again.
     pub fn start_logging(head: &str, extra: &str, rust_log: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pochta.toml");
-        let zero = Ports {
-            smtp: 0,
-            submission: 0,
-            submissions: 0,
-            pop3: 0,
-            pop3s: 0,
-            imap: 0,
-            imaps: 0,
-            http: 0,
-        };
-        std::fs::write(&config, config_text(head, &zero, extra)).expect("write config");
         let mut s = Server {
             dir,
             config,
-            ports: zero,
+            ports: unused_ports(),
             child: None,
             runs: 0,
             head: head.to_string(),
             extra: extra.to_string(),
             rust_log: rust_log.to_string(),
         };
-        s.launch();
-        s.ports = s.banner_ports();
-        s.write_config();
-        s
+        for _ in 0..20 {
+            s.write_config();
+            match s.try_launch() {
+                Ok(()) => return s,
+                Err(log) if log.contains("Address already in use") => s.ports = unused_ports(),
+                Err(log) => panic!("pochta exited early:\n{log}"),
+            }
+        }
+        panic!("no free ports for pochta after 20 draws:\n{}", s.log());
     }
 
     fn write_config(&self) {
@@ -158,34 +182,6 @@ impl Server {
         self.dir.path().join(format!("stdout-{}.txt", self.runs))
     }
 
-    /// The listeners' addresses as the banner printed them.
-    fn banner_ports(&self) -> Ports {
-        let banner = std::fs::read_to_string(self.stdout_path()).unwrap_or_default();
-        let port = |name: &str| -> u16 {
-            banner
-                .lines()
-                .find_map(|l| {
-                    let mut words = l.split_whitespace();
-                    (words.next() == Some(name))
-                        .then(|| words.next())
-                        .flatten()
-                        .and_then(|a| a.rsplit(':').next())
-                        .and_then(|p| p.parse().ok())
-                })
-                .unwrap_or_else(|| panic!("no {name} listener in the banner:\n{banner}"))
-        };
-        Ports {
-            smtp: port("smtp"),
-            submission: port("submission"),
-            submissions: port("submissions"),
-            pop3: port("pop3"),
-            pop3s: port("pop3s"),
-            imap: port("imap"),
-            imaps: port("imaps"),
-            http: port("http"),
-        }
-    }
-
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -199,11 +195,26 @@ impl Server {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Starts the process on the configured ports; a port still held (a
+    /// closing connection of the killed run) is waited out for a few seconds.
     fn launch(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.try_launch() {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(log) => panic!("pochta exited early:\n{log}"),
+            }
+        }
+    }
+
+    /// One start; `Err` with the server's log if it exited before it was ready.
+    fn try_launch(&mut self) -> Result<(), String> {
         self.runs += 1;
         let log = std::fs::File::create(self.log_path()).expect("log file");
-        let out = std::fs::File::create(self.dir.path().join(format!("stdout-{}.txt", self.runs)))
-            .expect("stdout file");
+        let out = std::fs::File::create(self.stdout_path()).expect("stdout file");
         let child = Command::new(bin())
             .arg("--config")
             .arg(&self.config)
@@ -214,21 +225,22 @@ impl Server {
             .spawn()
             .expect("start pochta");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
     /// Waits for the banner's last line, which is printed once every listener is bound.
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = std::fs::read_to_string(self.stdout_path()).unwrap_or_default();
             if out.contains("Stop with Ctrl-C.") {
-                return;
+                return Ok(());
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("pochta exited early with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("{status}: {}", self.log()));
             }
             assert!(
                 Instant::now() < deadline,

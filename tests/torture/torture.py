@@ -101,6 +101,10 @@ def body_hash(raw):
 # ---------------------------------------------------------------- instances
 
 
+class PortBusy(RuntimeError):
+    """A restarted server found one of its fixed ports taken."""
+
+
 class Instance:
     """A `pochta serve` with its own data directory and fixed ports."""
 
@@ -129,6 +133,19 @@ class Instance:
         return self.dir / "data"
 
     def start(self):
+        """Starts the server; on a restart, a listening port that a client socket
+        of this run happens to hold (the kernel may give the port of a killed
+        listener to an outgoing connection) is waited out for up to 15 s."""
+        deadline = time.time() + 15
+        while True:
+            try:
+                return self.start_once()
+            except PortBusy:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def start_once(self):
         assert self.proc is None
         self.runs += 1
         out = self.dir / f"stdout-{self.runs}.txt"
@@ -145,8 +162,12 @@ class Instance:
             if "Stop with Ctrl-C." in text:
                 break
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                   + (self.dir / f"server-{self.runs}.log").read_text(errors="replace"))
+                code = self.proc.returncode
+                self.proc = None
+                log = (self.dir / f"server-{self.runs}.log").read_text(errors="replace")
+                if "Address already in use" in log and all(self.ports.values()):
+                    raise PortBusy(log)
+                raise RuntimeError(f"{self.name} exited with {code}:\n{log}")
             if time.time() > deadline:
                 raise RuntimeError(f"{self.name} did not start")
             time.sleep(0.02)
