@@ -118,6 +118,39 @@ def imap():
         out("imap_session", bytes([tls, 6]) + stream)
         out("imap_command", bytes([0, 0]) + stream)
         out("imap_command", bytes([1, 3]) + stream)
+    for stream in IMAP_EXTRA:
+        out("imap_session", bytes([1, 3]) + stream)
+        out("imap_command", bytes([1, 3]) + stream)
+
+
+# Commands no transcript test sends in a form the targets reach, found with
+# fuzz/coverage.py: QRESYNC's known-UID and sequence-match sets, EMAILID and
+# THREADID search keys, BINARY fetches and HEADER.FIELDS sections, saved
+# search results, SORT/THREAD variants, APPEND with literal8.
+LOGIN = b"l1 LOGIN alice@example.com secret\r\n"
+IMAP_EXTRA = [
+    LOGIN + b"a1 ENABLE QRESYNC\r\n"
+    b"a2 SELECT INBOX (QRESYNC (67890007 20050715194045000 1,3:5 (1,3:4 1,5:7)))\r\n"
+    b"a3 EXAMINE INBOX (QRESYNC (1 2 (1 1)))\r\n"
+    b"a4 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
+    LOGIN + b"a1 SELECT INBOX\r\na2 SEARCH EMAILID M1 THREADID T1\r\n"
+    b"a3 UID SEARCH OR EMAILID M2 NOT THREADID T3\r\na4 FETCH 1:3 (EMAILID THREADID SAVEDATE)\r\n",
+    LOGIN + b"a1 SELECT INBOX\r\n"
+    b"a2 FETCH 1:3 (BINARY[1] BINARY.PEEK[2]<0.10> BINARY.SIZE[1] BINARY[])\r\n"
+    b"a3 FETCH 2 (BODY.PEEK[HEADER.FIELDS (From Subject Message-ID)] BODY[HEADER.FIELDS.NOT (To Date)]"
+    b" BODY[1.MIME] BODY[2.HEADER])\r\n"
+    b"a4 UID FETCH 1:* (BINARY.PEEK[1]<5.3> BODY[TEXT]<0.4>)\r\n",
+    LOGIN + b"a1 SELECT INBOX\r\na2 SEARCH RETURN (SAVE) FROM bob\r\na3 FETCH $ (FLAGS)\r\n"
+    b"a4 UID SEARCH RETURN (MIN MAX COUNT ALL) UID $\r\n"
+    b"a5 SORT (REVERSE ARRIVAL SUBJECT DISPLAYFROM DISPLAYTO SIZE) UTF-8 ALL\r\n"
+    b"a6 SORT RETURN (ALL COUNT) (CC DATE FROM TO) US-ASCII NOT DELETED\r\n"
+    b"a7 THREAD REFERENCES UTF-8 ALL\r\na8 THREAD ORDEREDSUBJECT US-ASCII ALL\r\n",
+    LOGIN + b"a1 SELECT INBOX\r\na2 APPEND INBOX (\\Seen) {12+}\r\nSubject: x\r\n\r\n"
+    b"a3 APPEND INBOX ~{12+}\r\nSubject: y\r\n\r\n"
+    b"a4 FETCH 1 (BODY[] BODYSTRUCTURE ENVELOPE RFC822.SIZE INTERNALDATE)\r\n"
+    b"a5 LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UIDNEXT SIZE))\r\n"
+    b"a6 STATUS INBOX (MESSAGES UNSEEN HIGHESTMODSEQ APPENDLIMIT MAILBOXID)\r\n",
+]
 
 
 JMAP_USING = [
@@ -168,16 +201,36 @@ JMAP_CALLS = [
 ]
 
 
+# The jmap_request target's fake handler supports these capabilities only; a
+# request naming another (vacationresponse) is refused before any method runs,
+# which left its seeds exercising nothing but the refusal.
+JMAP_REQUEST_USING = JMAP_USING[:3]
+
+# Method calls written against the fuzz world of the jmap_service target
+# (alice is A1, INBOX F1, the delivered messages M1..M3 in threads T1 and T3):
+# every method of the service, with the arguments that reach its less common
+# paths (Thread/changes, Mailbox/query filters and sorts, Identity updates,
+# EmailSubmission queries, header forms in Email/get and Email/set, ...).
+# Added after fuzz/coverage.py showed no seed reached them.
+JMAP_SERVICE_CALLS = os.path.join(FUZZ, "tools", "jmap_service_requests.json")
+
+
 def jmap():
     for calls in JMAP_CALLS:
-        req = {"using": JMAP_USING, "methodCalls": calls}
+        req = {"using": JMAP_REQUEST_USING, "methodCalls": calls}
         data = json.dumps(req).encode()
         out("jmap_request", data)
+        req["using"] = JMAP_USING
+        data = json.dumps(req).encode()
         # pochta's ids for the service target: alice is account A1, mailboxes
         # are F<n> (INBOX is F1), messages M<hex> (the three seeded M1..M3).
         service = re.sub(rb"\bM(\d)\b", rb"F\1", data)
         service = re.sub(rb"\bE(\d)\b", rb"M\1", service)
         out("jmap_service", service)
+    with open(JMAP_SERVICE_CALLS, encoding="utf-8") as f:
+        for calls in json.load(f):
+            out("jmap_service", json.dumps({"using": JMAP_USING, "methodCalls": calls}).encode())
+            out("jmap_request", json.dumps({"using": JMAP_REQUEST_USING, "methodCalls": calls}).encode())
     out("jmap_request", b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":[],"createdIds":{"a":"b"}}')
     out("jmap_request", b'{"@type":"Request","id":"r1","using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{},"0"]]}')
     out("jmap_request", b'{"@type":"WebSocketPushEnable","dataTypes":null,"pushState":"s1"}')
@@ -218,6 +271,8 @@ def config():
     docs = open(os.path.join(ROOT, "docs/CONFIG.md"), encoding="utf-8").read()
     for m in re.finditer(r"```toml\n(.*?)```", docs, re.S):
         out("config", m.group(1).encode())
+        # The same with every commented-out setting switched on.
+        out("config", re.sub(r"^# ([a-z_]+ = .*)$", r"\1", m.group(1), flags=re.M).encode())
 
 
 def dicts():

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Which of pochta's own code a fuzz corpus reaches, and what its newest inputs added.
+
+libFuzzer's `cov:` count mixes pochta's code with every dependency it calls
+(serde_json, mail-parser, tokio, ...), so a count that still grows says little
+about whether the corpus still finds new *pochta* code, and a count that stops
+says nothing about code no input ever reached (a method no seed names, say).
+This script answers both from the fuzz binary itself, without a coverage
+build: it runs the corpus once through libFuzzer's merge (`-merge=1
+-merge_control_file`), whose control file lists the PC-table entries each
+input reached first, maps those entries to addresses through the binary's
+`__sancov_pcs` table (its R_X86_64_RELATIVE relocations, since the binary is
+position-independent) and the addresses to source lines with `addr2line`
+(binutils). x86-64 Linux only.
+
+    fuzz/coverage.py TARGET CORPUS_DIR [--since 'YYYY-MM-DD HH:MM'] [--min-pcs N]
+
+prints, for the pochta source files the target reaches, the instrumented
+points covered out of all, and the pochta functions of which no point was
+reached (the seed corpus wants an input for them, or they are unreachable
+from the target, like drop code of a cancelled future). With `--since`, the
+inputs written after that time run last, and the points they alone reached
+are listed (by crate, and pochta's by line): new coverage of pochta's own
+code in a run's last stretch means the run has not reached its plateau.
+
+Build the target first (`cargo +nightly fuzz build -O -a -s none TARGET`); a
+merge runs every input once, so a large corpus of a slow target takes minutes.
+"""
+
+import argparse
+import collections
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def pc_table(binary):
+    """Addresses of the binary's PC-table entries, by entry index."""
+    sections = subprocess.run(["readelf", "-SW", binary], capture_output=True,
+                              text=True, check=True).stdout
+    m = re.search(r"__sancov_pcs\s+PROGBITS\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", sections)
+    if not m:
+        sys.exit(f"{binary}: no __sancov_pcs section (not a libFuzzer build?)")
+    base, size = int(m.group(1), 16), int(m.group(2), 16)
+    table = {}
+    relocs = subprocess.run(["readelf", "-rW", binary], capture_output=True,
+                            text=True, check=True).stdout
+    for line in relocs.splitlines():
+        w = line.split()
+        if len(w) >= 4 and w[2] == "R_X86_64_RELATIVE":
+            offset = int(w[0], 16)
+            # An entry is (pc, flags), 16 octets; only the pc is relocated.
+            if base <= offset < base + size:
+                table[(offset - base) // 16] = int(w[3], 16)
+    return table
+
+
+def symbolize(binary, addresses):
+    """(function, innermost non-std source line) of each address."""
+    raw = subprocess.run(["addr2line", "-a", "-f", "-C", "-i", "-e", binary],
+                         input="\n".join(hex(a) for a in addresses),
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    out, frames = [], []
+    for line in raw + ["0x"]:
+        if line.startswith("0x"):
+            if frames:
+                # Frames come innermost first as (function, file:line) pairs; a
+                # point inside inlined std code counts for the code that called it.
+                pairs = list(zip(frames[0::2], frames[1::2]))
+                mine = [p for p in pairs if "/rustc/" not in p[1] and "hashbrown" not in p[1]]
+                func = pairs[-1][0]
+                out.append((re.sub(r"::h[0-9a-f]{16}$", "", func), (mine or pairs)[0][1]))
+            frames = []
+        else:
+            frames.append(line)
+    return out
+
+
+def area(location):
+    m = re.search(r"/registry/src/[^/]+/([^/]+)/", location)
+    if m:
+        return re.sub(r"-\d[\w.+-]*$", "", m.group(1))
+    m = re.search(r"/(crates/[^/]+|src|fuzz)/", location)
+    if m and location.startswith(ROOT):
+        return "pochta " + m.group(1)
+    return "std" if "/rustc/" in location else "other"
+
+
+def merge(binary, work, first, rest):
+    """Runs the merge; returns {path: set of PC-table indices first reached}.
+
+    libFuzzer runs the inputs of the first directory (the merge's output, to
+    which it copies inputs that add coverage) before those of the others, and
+    the others all together in order of size; so "first reached" by an input
+    of `rest` means reached by no input of `first`.
+    """
+    control = os.path.join(work, "control")
+    cmd = [binary, "-merge=1", f"-merge_control_file={control}", "-timeout=60",
+           "-rss_limit_mb=4096", first, *rest]
+    with open(os.path.join(work, "merge.log"), "w") as log:
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    lines = open(control).read().splitlines()
+    n = int(lines[0])
+    files = lines[2:2 + n]
+    reached = collections.defaultdict(set)
+    for line in lines[2 + n:]:
+        if line.startswith("COV "):
+            w = line.split()
+            reached[files[int(w[1])]].update(int(x) for x in w[2:])
+    return reached
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("target")
+    p.add_argument("corpus", nargs="+")
+    p.add_argument("--since", help="inputs written after this local time are 'new'")
+    p.add_argument("--min-pcs", type=int, default=8,
+                   help="list unreached functions with at least this many points (default 8)")
+    p.add_argument("--binary", help="the fuzz binary (default: fuzz/target/.../release/TARGET)")
+    a = p.parse_args()
+    binary = a.binary or os.path.join(HERE, "target", "x86_64-unknown-linux-gnu", "release", a.target)
+    if not os.path.exists(binary):
+        sys.exit(f"no {binary}; build it with cargo +nightly fuzz build -O -a -s none {a.target}")
+
+    work = tempfile.mkdtemp(prefix=f"pochta-coverage-{a.target}-")
+    try:
+        new_dir = None
+        first = os.path.join(work, "out")
+        if a.since:
+            cut = datetime.datetime.strptime(a.since, "%Y-%m-%d %H:%M").timestamp()
+            new_dir = os.path.join(work, "new")
+            os.mkdir(first)
+            os.mkdir(new_dir)
+            for d in a.corpus:
+                for name in os.listdir(d):
+                    src = os.path.join(d, name)
+                    dst = os.path.join(new_dir if os.path.getmtime(src) > cut else first, name)
+                    if not os.path.exists(dst):
+                        try:
+                            os.link(src, dst)
+                        except OSError:
+                            shutil.copyfile(src, dst)
+            print(f"{len(os.listdir(first))} inputs before {a.since}, "
+                  f"{len(os.listdir(new_dir))} after (merged last)")
+            rest = [new_dir]
+        else:
+            os.mkdir(first)
+            rest = a.corpus
+        reached = merge(binary, work, first, rest)
+        table = pc_table(binary)
+        indices = sorted(table)
+        where = dict(zip(indices, symbolize(binary, [table[i] for i in indices])))
+        covered = set().union(*reached.values()) if reached else set()
+
+        files_all, files_hit = collections.Counter(), collections.Counter()
+        funcs_all, funcs_hit, func_at = collections.Counter(), collections.Counter(), {}
+        for i, (func, loc) in where.items():
+            if not loc.startswith(ROOT + "/crates/"):
+                continue
+            path = loc.split(" ")[0].rsplit(":", 1)[0][len(ROOT) + 1:]
+            files_all[path] += 1
+            files_hit[path] += i in covered
+            funcs_all[func] += 1
+            funcs_hit[func] += i in covered
+            func_at.setdefault(func, loc.split(" ")[0][len(ROOT) + 1:])
+        total = sum(files_all.values())
+        hit = sum(files_hit.values())
+        print(f"\n{len(covered)} points reached in all; in pochta's crates {hit} of {total} "
+              f"instrumented points ({100 * hit / max(total, 1):.1f} %)")
+        print("\npochta files reached (points covered / instrumented):")
+        for f in sorted(files_all):
+            if files_hit[f]:
+                print(f"  {files_hit[f]:6} / {files_all[f]:<6} {f}")
+        print(f"\npochta functions never reached (at least {a.min_pcs} points; "
+              "drop code of futures left out):")
+        for func in sorted(funcs_all, key=lambda f: func_at[f]):
+            if funcs_hit[func] == 0 and funcs_all[func] >= a.min_pcs and "drop_glue" not in func:
+                print(f"  {funcs_all[func]:5}  {func_at[func]}  {func[:100]}")
+
+        if new_dir:
+            fresh = set()
+            for path, pcs in reached.items():
+                if path.startswith(new_dir + os.sep):
+                    fresh |= pcs
+            print(f"\npoints first reached by the inputs after {a.since}: {len(fresh)}")
+            for name, n in collections.Counter(area(where[i][1]) for i in fresh if i in where).most_common():
+                print(f"  {n:6} {name}")
+            lines = sorted({where[i][1].split(" ")[0][len(ROOT) + 1:] for i in fresh
+                            if i in where and where[i][1].startswith(ROOT + "/crates/")})
+            if lines:
+                print("  pochta lines among them:")
+                for line in lines:
+                    print(f"    {line}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
