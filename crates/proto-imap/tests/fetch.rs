@@ -732,6 +732,25 @@ fn header_fields_edge_cases() {
     );
 }
 
+/// Found by the `imap_session` fuzz target: a field name with `]` (a valid
+/// atom) was echoed bare inside `BODY[...]`, where a client's parser ends
+/// the section at it.
+#[test]
+fn fuzz_field_names_with_a_bracket_are_quoted_in_the_section() {
+    let f = Fixture::from_bytes(b"Subject: hi\r\n\r\nbody\r\n".to_vec());
+    assert_eq!(
+        fetch(
+            &f,
+            1,
+            &[body(
+                &[],
+                Some(SectionText::HeaderFields(names(&["Subje]t", "From"])))
+            )]
+        ),
+        "* 1 FETCH (BODY[HEADER.FIELDS (\"SUBJE]T\" FROM)] {2}\r\n\r\n)\r\n"
+    );
+}
+
 #[test]
 fn transfer_decoders() {
     assert_eq!(decode_base64(b"aGVs\r\nbG8="), b"hello");
