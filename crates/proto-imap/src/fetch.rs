@@ -416,11 +416,12 @@ fn write_field_names(out: &mut Vec<u8>, names: &[String]) {
             out.push(b' ');
         }
         let name = name.to_ascii_uppercase();
-        if name.contains(']') {
-            // `]` is an ASTRING-CHAR, so `SUBJE]T` is a valid atom, but inside
-            // `BODY[...]` a client's parser (and the fuzz target's checker)
-            // takes it for the end of the section; a quoted string is the
-            // same astring without that trap.
+        if name.contains(['[', ']']) {
+            // `[` is an ATOM-CHAR and `]` an ASTRING-CHAR, so `SUBJE]T` is a
+            // valid atom, but inside `BODY[...]` a client's parser (and the
+            // fuzz target's checker) takes a bracket for the section's end or
+            // a nested one; a quoted string is the same astring without that
+            // trap.
             encode::string(out, name.as_bytes(), Charset::Ascii);
         } else {
             encode::astring(out, name.as_bytes(), Charset::Ascii);

@@ -732,9 +732,9 @@ fn header_fields_edge_cases() {
     );
 }
 
-/// Found by the `imap_session` fuzz target: a field name with `]` (a valid
-/// atom) was echoed bare inside `BODY[...]`, where a client's parser ends
-/// the section at it.
+/// Found by the `imap_session` fuzz target: a field name with `]` or `[` (a
+/// valid atom) was echoed bare inside `BODY[...]`, where a client's parser
+/// ends the section at it or opens another.
 #[test]
 fn fuzz_field_names_with_a_bracket_are_quoted_in_the_section() {
     let f = Fixture::from_bytes(b"Subject: hi\r\n\r\nbody\r\n".to_vec());
@@ -744,10 +744,10 @@ fn fuzz_field_names_with_a_bracket_are_quoted_in_the_section() {
             1,
             &[body(
                 &[],
-                Some(SectionText::HeaderFields(names(&["Subje]t", "From"])))
+                Some(SectionText::HeaderFields(names(&["Subje]t", "From", "T["])))
             )]
         ),
-        "* 1 FETCH (BODY[HEADER.FIELDS (\"SUBJE]T\" FROM)] {2}\r\n\r\n)\r\n"
+        "* 1 FETCH (BODY[HEADER.FIELDS (\"SUBJE]T\" FROM \"T[\")] {2}\r\n\r\n)\r\n"
     );
 }
 
