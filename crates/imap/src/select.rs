@@ -306,12 +306,22 @@ pub(crate) async fn last_assigned(
     account: u64,
     mailbox: u64,
 ) -> Result<Uid, Fail> {
+    Ok(mailbox_row(store, account, mailbox)
+        .await?
+        .map_or(0, |m| m.uid_next.saturating_sub(1)))
+}
+
+/// The store's row of one mailbox (its counters), `None` when it is gone.
+async fn mailbox_row(
+    store: &std::sync::Arc<dyn pochta_store::Store>,
+    account: u64,
+    mailbox: u64,
+) -> Result<Option<pochta_store::Mailbox>, Fail> {
     Ok(store
         .mailboxes(account)
         .await?
-        .iter()
-        .find(|m| m.id == mailbox)
-        .map_or(0, |m| m.uid_next.saturating_sub(1)))
+        .into_iter()
+        .find(|m| m.id == mailbox))
 }
 
 /// True when the mailbox's counter says some message has `\Deleted`: the
@@ -321,11 +331,8 @@ async fn sel_deleted(
     account: u64,
     mailbox: u64,
 ) -> Result<bool, Fail> {
-    Ok(store
-        .mailboxes(account)
+    Ok(mailbox_row(store, account, mailbox)
         .await?
-        .iter()
-        .find(|m| m.id == mailbox)
         .is_some_and(|m| m.deleted > 0))
 }
 
