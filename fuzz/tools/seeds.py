@@ -215,6 +215,42 @@ JMAP_REQUEST_USING = JMAP_USING[:3]
 JMAP_SERVICE_CALLS = os.path.join(FUZZ, "tools", "jmap_service_requests.json")
 
 
+def misfits(calls):
+    """The calls again, each time with one argument (or one value one level
+    inside an argument) replaced by a value of the wrong type, a creation
+    reference to nothing, or an unknown argument added: the error branches of
+    every argument parser, which the fuzzer otherwise reaches one at a time
+    only after many millions of inputs (added after fuzz/coverage.py showed
+    its last stretch still finding them)."""
+
+    def wrong(v):
+        if isinstance(v, bool):
+            return ["yes", None]
+        if isinstance(v, int):
+            return [-1, 1.5, "3", 2**64]
+        if isinstance(v, str):
+            return [7, "#nothing", ""]
+        if isinstance(v, list):
+            return [{"x": 1}, ["#nothing"], [7]]
+        if isinstance(v, dict):
+            return [[], {"#nothing": {}}, {"x": 7}]
+        return [True]
+
+    for i, (name, args, cid) in enumerate(calls):
+        def variant(new_args):
+            c = [list(x) for x in calls]
+            c[i] = [name, new_args, cid]
+            return c
+        yield variant({**args, "unknownArgument": 1})
+        for k, v in args.items():
+            for w in wrong(v):
+                yield variant({**args, k: w})
+            if isinstance(v, dict):
+                for k2, v2 in v.items():
+                    for w in wrong(v2)[:2]:
+                        yield variant({**args, k: {**v, k2: w}})
+
+
 def jmap():
     for calls in JMAP_CALLS:
         req = {"using": JMAP_REQUEST_USING, "methodCalls": calls}
@@ -228,9 +264,16 @@ def jmap():
         service = re.sub(rb"\bE(\d)\b", rb"M\1", service)
         out("jmap_service", service)
     with open(JMAP_SERVICE_CALLS, encoding="utf-8") as f:
-        for calls in json.load(f):
-            out("jmap_service", json.dumps({"using": JMAP_USING, "methodCalls": calls}).encode())
-            out("jmap_request", json.dumps({"using": JMAP_REQUEST_USING, "methodCalls": calls}).encode())
+        service_calls = json.load(f)
+    for calls in service_calls:
+        out("jmap_service", json.dumps({"using": JMAP_USING, "methodCalls": calls}).encode())
+        out("jmap_request", json.dumps({"using": JMAP_REQUEST_USING, "methodCalls": calls}).encode())
+    for calls in JMAP_CALLS + service_calls:
+        for bad in misfits(calls):
+            out("jmap_request", json.dumps({"using": JMAP_REQUEST_USING, "methodCalls": bad}).encode())
+    for calls in service_calls:
+        for bad in misfits(calls):
+            out("jmap_service", json.dumps({"using": JMAP_USING, "methodCalls": bad}).encode())
     out("jmap_request", b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":[],"createdIds":{"a":"b"}}')
     out("jmap_request", b'{"@type":"Request","id":"r1","using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{},"0"]]}')
     out("jmap_request", b'{"@type":"WebSocketPushEnable","dataTypes":null,"pushState":"s1"}')
