@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 SECONDS_EACH=${1:-30}
 ALL_TARGETS=(smtp_session smtp_client_replies mta_sts_policy pop3_session imap_command
-    imap_session jmap_request jmap_service mime_delivery config)
+    imap_session imap_thread_sort jmap_request jmap_service mime_delivery config)
 read -r -a TARGETS <<<"${TARGETS:-${ALL_TARGETS[*]}}"
 
 # Safe Rust: no sanitizer (libFuzzer still catches panics, aborts, overflows of
@@ -33,6 +33,7 @@ declare -A DICT=(
     [pop3_session]=dict/pop3.dict
     [imap_command]=dict/imap.dict
     [imap_session]=dict/imap.dict
+    [imap_thread_sort]=dict/thread.dict
     [jmap_request]=dict/jmap.dict
     [jmap_service]=dict/jmap.dict
 )

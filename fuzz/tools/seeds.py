@@ -304,6 +304,81 @@ def mime():
     copy_tree(os.path.join(ROOT, "crates/proto-imap/tests/fixtures"), "mime_delivery")
 
 
+def thread_mailbox(messages, flags=0x07, criteria=b"\x05\x13\x02"):
+    """An imap_thread_sort input: flags, three criteria octets, the messages
+    separated by NUL."""
+    return bytes([flags]) + criteria + b"\0".join(m.replace(b"\0", b"") for m in messages)
+
+
+def msg(mid=None, subject=None, refs=None, reply_to=None, date=None, extra=b""):
+    h = b""
+    if mid is not None:
+        h += b"Message-ID: <" + mid + b">\r\n"
+    if refs is not None:
+        h += b"References: " + b" ".join(b"<" + r + b">" for r in refs) + b"\r\n"
+    if reply_to is not None:
+        h += b"In-Reply-To: <" + reply_to + b">\r\n"
+    if subject is not None:
+        h += b"Subject: " + subject + b"\r\n"
+    if date is not None:
+        h += b"Date: " + date + b"\r\n"
+    return h + extra + b"\r\nbody\r\n"
+
+
+def thread_sort():
+    """Mailboxes for the THREAD/SORT target: the cases of RFC 5256's
+    REFERENCES (missing roots that become dummies, duplicate Message-IDs,
+    loops, In-Reply-To without References, roots merged by subject), subject
+    forms for the base subject, and groups of the shared .eml corpus."""
+    days = [b"Mon, 7 Feb 1994 21:52:25 -0800", b"7 Feb 1994 21:52:25 +0000",
+            b"Tue, 8 Feb 1994 01:00:00 +0100", b"1 Jan 2030 00:00:00 +0000", b"garbage"]
+    cases = [
+        # A chain, a reply by In-Reply-To only, a duplicate id, a loop.
+        [msg(b"a@x", b"hello", date=days[0]), msg(b"b@x", b"Re: hello", reply_to=b"a@x"),
+         msg(b"c@x", b"Re: Re: hello", refs=[b"a@x", b"b@x"]), msg(b"a@x", b"dup id"),
+         msg(b"d@x", b"loop", refs=[b"e@x", b"d@x"]), msg(b"e@x", b"[fwd: loop]", refs=[b"d@x"]),
+         msg(None, b"hello")],
+        # Replies to a root that is not in the mailbox: a dummy at the top.
+        [msg(b"r1@x", b"Re: gone", refs=[b"gone@x"], date=days[1]),
+         msg(b"r2@x", b"Re: gone", refs=[b"gone@x"], date=days[0]),
+         msg(b"r3@x", b"Re: gone", refs=[b"gone@x", b"r1@x"], date=days[2])],
+        # Roots with the same base subject merged in step 5.
+        [msg(b"s1@x", b"topic"), msg(b"s2@x", b"Re: topic"), msg(b"s3@x", b"Fwd: topic"),
+         msg(b"s4@x", b"RE: [list] topic (fwd)"), msg(b"s5@x", b"TOPIC"),
+         msg(b"s6@x", b"Re: other", refs=[b"none@x"]), msg(b"s7@x", b"other")],
+        # Conflicting parents, empty ids, self-reference.
+        [msg(b"p@x", b"x", refs=[b"q@x"]), msg(b"q@x", b"x", refs=[b"p@x"]),
+         msg(b"", b"empty"), msg(b"t@x", b"self", refs=[b"t@x"]),
+         msg(b"u@x", b"u", refs=[b"", b"q@x", b"", b"t@x"])],
+        # Sort keys: addresses, groups, display names, encoded words, sizes.
+        [msg(b"f1@x", b"=?utf-8?q?=C3=84pfel?=", extra=b"From: \"Zed\" <a@b>\r\nTo: team: x@y, z@w;\r\nCc: c@d\r\n"),
+         msg(b"f2@x", b"Apfel", extra=b"From: bob@b\r\nTo: =?utf-8?b?w4Q=?= <q@r>\r\n"),
+         msg(b"f3@x", b"Birne", date=days[3], extra=b"From: <>\r\nTo: undisclosed-recipients:;\r\n" + b"X: " + b"y" * 500 + b"\r\n"),
+         msg(None, None), msg(b"f4@x", b"", date=days[4])],
+    ]
+    # A long chain of replies (depth as the mailbox) and a wide one.
+    chain = [msg(b"c0@x", b"deep")]
+    for i in range(1, 250):
+        chain.append(msg(b"c%d@x" % i, b"Re: deep", refs=[b"c%d@x" % j for j in range(max(0, i - 5), i)]))
+    cases.append(chain)
+    cases.append([msg(b"w%d@x" % i, b"Re: wide" if i else b"wide", refs=[b"w0@x"] if i else None,
+                      date=days[i % 4]) for i in range(120)])
+    cases.append([msg(b"n%d@x" % i, b"n%d" % (i % 7), date=days[i % 3]) for i in range(60)])
+    criteria = [b"\x05\x13\x02", b"\x00\x01\x03", b"\x04\x16\x17", b"\x07\x08\x12"]
+    for n, case in enumerate(cases):
+        out("imap_thread_sort", thread_mailbox(case))
+        out("imap_thread_sort", thread_mailbox(case, 0x06 | (n % 8) << 3, criteria[n % 4]))
+        out("imap_thread_sort", thread_mailbox(case, 0x03, criteria[(n + 1) % 4]))
+    emls = []
+    for sub in ("rfc", "malformed", "thirdparty", "legacy"):
+        for dirpath, _, files in sorted(os.walk(os.path.join(SHARED, "eml", sub))):
+            for f in sorted(files):
+                with open(os.path.join(dirpath, f), "rb") as fh:
+                    emls.append(fh.read()[:4096])
+    for i in range(0, len(emls), 8):
+        out("imap_thread_sort", thread_mailbox(emls[i:i + 8], 0x07, criteria[(i // 8) % 4]))
+
+
 def config():
     out("config", open(os.path.join(ROOT, "crates/config/src/example.toml"), "rb").read())
     text = open(os.path.join(ROOT, "crates/config/src/tests.rs"), encoding="utf-8").read()
@@ -335,6 +410,7 @@ if __name__ == "__main__":
     imap()
     jmap()
     mime()
+    thread_sort()
     config()
     dicts()
     for t in sorted(os.listdir(os.path.join(FUZZ, "corpus"))):
