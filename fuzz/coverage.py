@@ -14,6 +14,7 @@ position-independent) and the addresses to source lines with `addr2line`
 (binutils). x86-64 Linux only.
 
     fuzz/coverage.py TARGET CORPUS_DIR [--since 'YYYY-MM-DD HH:MM'] [--min-pcs N]
+                     [--unreached PATH_PART]
 
 prints, for the pochta source files the target reaches, the instrumented
 points covered out of all, and the pochta functions of which no point was
@@ -22,6 +23,13 @@ from the target, like drop code of a cancelled future). With `--since`, the
 inputs written after that time run last, and the points they alone reached
 are listed (by crate, and pochta's by line): new coverage of pochta's own
 code in a run's last stretch means the run has not reached its plateau.
+With `--unreached`, the source lines of the pochta files whose path contains
+PATH_PART that have instrumented points but none reached are printed: where
+a seed is missing, or what the target cannot reach at all. Most such lines
+are error branches (the `Err` side of a `?`: the success side's points sit
+in the inlined callee, attributed to the callee's lines), and a point's
+line is that of one instruction of its block, so a line that ran may still
+be listed: like the function list, a lead to read, not a proof.
 
 Build the target first (`cargo +nightly fuzz build -O -a -s none TARGET`); a
 merge runs every input once, so a large corpus of a slow target takes minutes.
@@ -124,6 +132,8 @@ def main():
     p.add_argument("--since", help="inputs written after this local time are 'new'")
     p.add_argument("--min-pcs", type=int, default=8,
                    help="list unreached functions with at least this many points (default 8)")
+    p.add_argument("--unreached", metavar="PATH_PART",
+                   help="print the unreached lines of the pochta files whose path contains this")
     p.add_argument("--binary", help="the fuzz binary (default: fuzz/target/.../release/TARGET)")
     a = p.parse_args()
     binary = a.binary or os.path.join(HERE, "target", "x86_64-unknown-linux-gnu", "release", a.target)
@@ -132,28 +142,37 @@ def main():
 
     work = tempfile.mkdtemp(prefix=f"pochta-coverage-{a.target}-")
     try:
-        new_dir = None
+        # Hard links to every input, taken before the merge: a running
+        # fuzzer replaces inputs by smaller ones (REDUCE), and a file that
+        # vanishes mid-merge makes libFuzzer's merge start over forever.
+        cut = (datetime.datetime.strptime(a.since, "%Y-%m-%d %H:%M").timestamp()
+               if a.since else None)
         first = os.path.join(work, "out")
-        if a.since:
-            cut = datetime.datetime.strptime(a.since, "%Y-%m-%d %H:%M").timestamp()
-            new_dir = os.path.join(work, "new")
-            os.mkdir(first)
-            os.mkdir(new_dir)
-            for d in a.corpus:
-                for name in os.listdir(d):
-                    src = os.path.join(d, name)
-                    dst = os.path.join(new_dir if os.path.getmtime(src) > cut else first, name)
+        old_dir = os.path.join(work, "old")
+        new_dir = os.path.join(work, "new") if a.since else None
+        for d in (old_dir, new_dir):
+            if d:
+                os.mkdir(d)
+        for d in a.corpus:
+            for name in os.listdir(d):
+                src = os.path.join(d, name)
+                try:
+                    late = cut is not None and os.path.getmtime(src) > cut
+                    dst = os.path.join(new_dir if late else old_dir, name)
                     if not os.path.exists(dst):
-                        try:
-                            os.link(src, dst)
-                        except OSError:
-                            shutil.copyfile(src, dst)
-            print(f"{len(os.listdir(first))} inputs before {a.since}, "
+                        os.link(src, dst)
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    shutil.copyfile(src, dst)
+        if a.since:
+            # The old inputs are merged into `first`, so they run first.
+            print(f"{len(os.listdir(old_dir))} inputs before {a.since}, "
                   f"{len(os.listdir(new_dir))} after (merged last)")
-            rest = [new_dir]
+            first, rest = old_dir, [new_dir]
         else:
             os.mkdir(first)
-            rest = a.corpus
+            rest = [old_dir]
         reached = merge(binary, work, first, rest)
         table = pc_table(binary)
         indices = sorted(table)
@@ -184,6 +203,25 @@ def main():
         for func in sorted(funcs_all, key=lambda f: func_at[f]):
             if funcs_hit[func] == 0 and funcs_all[func] >= a.min_pcs and "drop_glue" not in func:
                 print(f"  {funcs_all[func]:5}  {func_at[func]}  {func[:100]}")
+
+        if a.unreached:
+            lines_all, lines_hit = collections.Counter(), collections.Counter()
+            for i, (_, loc) in where.items():
+                loc = loc.split(" ")[0]
+                if loc.startswith(ROOT + "/crates/") and a.unreached in loc:
+                    lines_all[loc] += 1
+                    lines_hit[loc] += i in covered
+            by_file = collections.defaultdict(list)
+            for loc in lines_all:
+                path, _, line = loc.rpartition(":")
+                if lines_hit[loc] == 0 and line.isdigit():
+                    by_file[path].append(int(line))
+            for path in sorted(by_file):
+                text = open(path, errors="replace").read().splitlines()
+                print(f"\nunreached lines of {path[len(ROOT) + 1:]} ({len(by_file[path])}):")
+                for n in sorted(by_file[path]):
+                    src = text[n - 1].strip() if 0 < n <= len(text) else ""
+                    print(f"  {n:5}  {src[:110]}")
 
         if new_dir:
             fresh = set()

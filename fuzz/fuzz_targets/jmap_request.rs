@@ -3,8 +3,10 @@
 //! `Core/echo`, created ids) against a handler that takes every method's
 //! arguments apart with the standard request types (`/get`, `/changes`,
 //! `/set` with patches applied, `/copy`, `/query` with its window,
-//! `/queryChanges`). The same bytes also go through the WebSocket message
-//! parser and the EventSource parameter parser.
+//! `/queryChanges`), and answers with responses shaped like real ones (ids,
+//! lists of objects, created and updated ids, added items) so that result
+//! references have paths to resolve. The same bytes also go through the
+//! WebSocket message parser and the EventSource parameter parser.
 //!
 //! Invariants: no panic; a refused request has a problem-details JSON with
 //! an HTTP status of 4xx; a processed request's response is valid JSON with
@@ -38,6 +40,19 @@ fn sample() -> Map<String, Value> {
     m
 }
 
+/// A found object of any type: enough properties for result-reference paths
+/// (`/list/*/threadId`, `/list/0/mailboxIds`, `/list/*/emailIds`).
+fn object(id: &str) -> Value {
+    json!({
+        "id": id,
+        "threadId": format!("t{id}"),
+        "mailboxIds": {"m1": true},
+        "emailIds": [id, "a1"],
+        "keywords": {"$seen": true},
+        "nested": {"a~b": {"c/d": [1, [2, 3]]}}
+    })
+}
+
 #[async_trait]
 impl MethodHandler for Fake {
     fn capability(&self, method: &str) -> Option<&'static str> {
@@ -69,14 +84,27 @@ impl MethodHandler for Fake {
             "get" => {
                 let r = GetRequest::<String>::from_args(args, ctx)?;
                 let mut response: GetResponse = GetResponse::for_request(&r, "s1");
-                for id in r.ids.unwrap_or_default() {
-                    response.not_found.push(id.into_string());
+                let wanted = r
+                    .ids
+                    .unwrap_or_else(|| ids.clone())
+                    .into_iter()
+                    .map(Id::into_string);
+                for id in wanted {
+                    if ids.iter().any(|i| i.as_str() == id) {
+                        response.list.push(object(&id));
+                    } else {
+                        response.not_found.push(id);
+                    }
                 }
                 method_response(method, &response)?
             }
             "changes" => {
                 let r = ChangesRequest::from_args(args, ctx)?;
-                (method.to_owned(), json!({"since": r.since_state}))
+                (
+                    method.to_owned(),
+                    json!({"oldState": r.since_state, "newState": "s2", "hasMoreChanges": false,
+                           "created": ["a1", "b2"], "updated": ["c3"], "destroyed": []}),
+                )
             }
             "set" => {
                 let r = SetRequest::from_args(args, ctx)?;
@@ -118,12 +146,19 @@ impl MethodHandler for Fake {
                     Some(3),
                 )?;
                 assert!(w.range.start <= w.range.end && w.range.end <= ids.len());
-                let _ = w.slice(&ids);
-                (method.to_owned(), json!({"position": w.position}))
+                (
+                    method.to_owned(),
+                    json!({"queryState": "q1", "canCalculateChanges": true,
+                           "position": w.position, "ids": w.slice(&ids), "total": ids.len()}),
+                )
             }
             "queryChanges" => {
                 let r = QueryChangesRequest::from_args(args, ctx)?;
-                (method.to_owned(), json!({"since": r.since_query_state}))
+                (
+                    method.to_owned(),
+                    json!({"oldQueryState": r.since_query_state, "newQueryState": "q2",
+                           "removed": ["d4"], "added": [{"id": "a1", "index": 0}, {"id": "c3", "index": 2}]}),
+                )
             }
             _ => return Err(MethodError::unknown_method(method.to_owned())),
         };
