@@ -37,10 +37,13 @@ struct World {
     alice: Account,
 }
 
-const MESSAGES: [&str; 3] = [
-    "From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: first\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <m1@example.org>\r\n\r\nHello one\r\n",
-    "From: Carol <carol@example.org>\r\nTo: alice@example.com\r\nSubject: Re: first\r\nMessage-ID: <m2@example.org>\r\nIn-Reply-To: <m1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>two</b></p>\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n",
-    "From: Dan <dan@example.org>\r\nTo: alice@example.com\r\nSubject: third\r\n\r\nHello three\r\n",
+const MESSAGES: [&[u8]; 4] = [
+    b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: first\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <m1@example.org>\r\n\r\nHello one\r\n",
+    b"From: Carol <carol@example.org>\r\nTo: alice@example.com\r\nSubject: Re: first\r\nMessage-ID: <m2@example.org>\r\nIn-Reply-To: <m1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>two</b></p>\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n",
+    b"From: Dan <dan@example.org>\r\nTo: alice@example.com\r\nSubject: third\r\n\r\nHello three\r\n",
+    // Group syntax, list and resent fields, several charsets and a decoding
+    // problem: what the header forms and body values of Email/get convert.
+    b"From: =?iso-8859-1?q?J=F6rg?= <joerg@example.org>\r\nSender: list-bounces@example.org\r\nReply-To: \"List\" <list@example.org>\r\nTo: Team: alice@example.com, \"Bob B.\" <bob@example.com>;, dan@example.org\r\nCc: undisclosed-recipients:;\r\nBcc: carol@example.org\r\nSubject: =?utf-8?b?w4RwZmVs?= und Birnen\r\nDate: Tue, 29 Feb 2024 23:59:60 +1400\r\nMessage-ID: <m4@example.org>\r\nIn-Reply-To: <m1@example.org> (first)\r\nReferences: <m1@example.org>\r\n <m2@example.org>\r\nList-Post: <mailto:list@example.org> (post), <https://example.org/post?a=(b)>\r\nList-Unsubscribe: <https://example.org/u>, <mailto:u@example.org?subject=x>\r\nComments: one\r\nComments: two\r\nKeywords: fruit, =?utf-8?q?=C3=A4?=\r\nResent-From: r@example.org\r\nResent-Date: Wed, 1 Jan 2025 00:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: text/plain; charset=windows-1252\r\nContent-Transfer-Encoding: quoted-printable\r\nContent-Language: de\r\n\r\n=C4pfel =80 5 f=FCr alle, eine lange Zeile =E4=F6=FC =E4=F6=FC =E4=F6=FC\r\n--a\r\nContent-Type: text/html; charset=iso-8859-1\r\n\r\n<p>\xc4pfel</p>\r\n--a--\r\n--o\r\nContent-Type: text/plain; charset=x-unknown-charset\r\nContent-Disposition: inline\r\n\r\nbytes \xff\xfe here\r\n--o\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\n/w==\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@example.org\r\nSubject: inner\r\n\r\ninner body\r\n--o--\r\n",
 ];
 
 /// A fresh directory for this process's store (`<pid>-<generation>`), after
@@ -121,7 +124,7 @@ fn world() -> World {
                 let msg = Incoming::new(
                     Address::parse("sender@remote.example").ok(),
                     vec![Address::parse("alice@example.com").expect("an address")],
-                    m.as_bytes().to_vec(),
+                    m.to_vec(),
                     Trace::default(),
                 );
                 delivery.deliver(msg).await.expect("delivered");
