@@ -1320,7 +1320,10 @@ async fn destroy(
     }
     if m.total > 0 && !remove_emails {
         return Ok(Err(SetError::new(SetErrorKind::MailboxHasEmail)
-            .with_description(format!("the mailbox has {} emails", m.total))));
+            .with_description(match m.total {
+                1 => "the mailbox has 1 email".to_owned(),
+                n => format!("the mailbox has {n} emails"),
+            })));
     }
     match ctx.store().delete_mailbox(ctx.account.id, id).await {
         Ok(()) => {}

@@ -585,12 +585,18 @@ async fn destroy_rules() {
         .map(|m| m.id)
         .collect();
     let child_id = ids::parse_mailbox(&child).unwrap();
-    w.store
-        .move_messages(w.alice.id, &ids_in_inbox, child_id)
-        .await
-        .unwrap();
-    let r = set(&w, json!({"destroy": [child.clone()]})).await;
-    assert_eq!(error_type(&r, "notDestroyed", &child), "mailboxHasEmail");
+    for (moved, said) in [
+        (1, "the mailbox has 1 email"),
+        (2, "the mailbox has 2 emails"),
+    ] {
+        w.store
+            .move_messages(w.alice.id, &ids_in_inbox[moved - 1..moved], child_id)
+            .await
+            .unwrap();
+        let r = set(&w, json!({"destroy": [child.clone()]})).await;
+        assert_eq!(error_type(&r, "notDestroyed", &child), "mailboxHasEmail");
+        assert_eq!(r["notDestroyed"][&child]["description"], said);
+    }
     let r = set(
         &w,
         json!({"destroy": [child.clone()], "onDestroyRemoveEmails": true}),
