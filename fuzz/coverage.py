@@ -13,8 +13,8 @@ input reached first, maps those entries to addresses through the binary's
 position-independent) and the addresses to source lines with `addr2line`
 (binutils). x86-64 Linux only.
 
-    fuzz/coverage.py TARGET CORPUS_DIR [--since 'YYYY-MM-DD HH:MM'] [--min-pcs N]
-                     [--unreached PATH_PART]
+    fuzz/coverage.py TARGET CORPUS_DIR [--since 'YYYY-MM-DD HH:MM' | --baseline SNAPSHOT]
+                     [--min-pcs N] [--unreached PATH_PART]
 
 prints, for the pochta source files the target reaches, the instrumented
 points covered out of all, and the pochta functions of which no point was
@@ -23,6 +23,13 @@ from the target, like drop code of a cancelled future). With `--since`, the
 inputs written after that time run last, and the points they alone reached
 are listed (by crate, and pochta's by line): new coverage of pochta's own
 code in a run's last stretch means the run has not reached its plateau.
+`--since` has a flaw on a corpus a fuzzer keeps reducing: libFuzzer deletes
+an input when it writes a smaller one with the same coverage, so what the
+deleted file reached shows up as new in its successor. `--baseline
+SNAPSHOT` avoids it: take `cp -al CORPUS SNAPSHOT` (hard links, so the files
+the fuzzer deletes afterwards stay) at the start of the stretch to judge;
+the inputs in SNAPSHOT are the old ones, those of CORPUS not in it and newer
+than its newest file the new.
 With `--unreached`, the source lines of the pochta files whose path contains
 PATH_PART that have instrumented points but none reached are printed: where
 a seed is missing, or what the target cannot reach at all. Most such lines
@@ -130,6 +137,8 @@ def main():
     p.add_argument("target")
     p.add_argument("corpus", nargs="+")
     p.add_argument("--since", help="inputs written after this local time are 'new'")
+    p.add_argument("--baseline", metavar="SNAPSHOT",
+                   help="a hard-linked copy of the corpus taken earlier: inputs not in it are 'new'")
     p.add_argument("--min-pcs", type=int, default=8,
                    help="list unreached functions with at least this many points (default 8)")
     p.add_argument("--unreached", metavar="PATH_PART",
@@ -147,17 +156,26 @@ def main():
         # vanishes mid-merge makes libFuzzer's merge start over forever.
         cut = (datetime.datetime.strptime(a.since, "%Y-%m-%d %H:%M").timestamp()
                if a.since else None)
+        known = set(os.listdir(a.baseline)) if a.baseline else None
+        if known:
+            # Inputs not in the snapshot but older than its newest one (the
+            # seed directory, say) were there before the stretch too.
+            cut = max(os.path.getmtime(os.path.join(a.baseline, n)) for n in known)
+        judged = a.since or a.baseline
         first = os.path.join(work, "out")
         old_dir = os.path.join(work, "old")
-        new_dir = os.path.join(work, "new") if a.since else None
+        new_dir = os.path.join(work, "new") if judged else None
         for d in (old_dir, new_dir):
             if d:
                 os.mkdir(d)
-        for d in a.corpus:
+        sources = list(a.corpus) + ([a.baseline] if a.baseline else [])
+        for d in sources:
             for name in os.listdir(d):
                 src = os.path.join(d, name)
                 try:
                     late = cut is not None and os.path.getmtime(src) > cut
+                    if known is not None:
+                        late = late and name not in known
                     dst = os.path.join(new_dir if late else old_dir, name)
                     if not os.path.exists(dst):
                         os.link(src, dst)
@@ -165,9 +183,9 @@ def main():
                     continue
                 except OSError:
                     shutil.copyfile(src, dst)
-        if a.since:
+        if judged:
             # The old inputs are merged into `first`, so they run first.
-            print(f"{len(os.listdir(old_dir))} inputs before {a.since}, "
+            print(f"{len(os.listdir(old_dir))} inputs before {judged}, "
                   f"{len(os.listdir(new_dir))} after (merged last)")
             first, rest = old_dir, [new_dir]
         else:
@@ -228,7 +246,7 @@ def main():
             for path, pcs in reached.items():
                 if path.startswith(new_dir + os.sep):
                     fresh |= pcs
-            print(f"\npoints first reached by the inputs after {a.since}: {len(fresh)}")
+            print(f"\npoints first reached by the inputs after {judged}: {len(fresh)}")
             for name, n in collections.Counter(area(where[i][1]) for i in fresh if i in where).most_common():
                 print(f"  {n:6} {name}")
             lines = sorted({where[i][1].split(" ")[0][len(ROOT) + 1:] for i in fresh
