@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use pochta_fuzz::{
     Input, Steps, check_imap_responses, crlf_lines, feed_session, same_replies_however_split,
+    thread_members,
 };
 use pochta_message::MessageMeta;
 use pochta_proto_imap::encode::{Charset, mutf7_decode, mutf7_encode};
@@ -33,7 +34,7 @@ use pochta_proto_imap::frame::FrameLimits;
 use pochta_proto_imap::search::{Matcher, SearchContext, matches};
 use pochta_proto_imap::session::*;
 use pochta_proto_imap::sort::sort;
-use pochta_proto_imap::thread::{ThreadNode, thread, write_threads};
+use pochta_proto_imap::thread::{thread, write_threads};
 use pochta_proto_imap::types::{Command, CommandBody};
 use pochta_proto_imap::view::{MessageView, SystemFlags};
 
@@ -103,16 +104,6 @@ fn check_mailbox_name(name: &[u8]) {
             Some(decoded.as_str()),
             "mUTF-7 round trip of {decoded:?} via {encoded:?}"
         );
-    }
-}
-
-fn count_threads(nodes: &[ThreadNode], seen: &mut Vec<u32>) {
-    let mut stack: Vec<&ThreadNode> = nodes.iter().collect();
-    while let Some(n) = stack.pop() {
-        if let Some(m) = &n.message {
-            seen.push(m.msn);
-        }
-        stack.extend(n.children.iter());
     }
 }
 
@@ -217,8 +208,10 @@ fn execute(cmd: &Command, state: State, flags: u8, log: &mut Vec<u8>) -> Execute
                 .copied()
                 .collect();
             let threads = thread(&matched, *algorithm);
-            let mut seen = Vec::new();
-            count_threads(&threads, &mut seen);
+            let mut seen: Vec<u32> = thread_members(&threads)
+                .iter()
+                .map(|&(msn, _, _)| msn)
+                .collect();
             seen.sort_unstable();
             let mut want: Vec<u32> = matched.iter().map(|v| v.msn).collect();
             want.sort_unstable();

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use pochta_fuzz::check_imap_responses;
+use pochta_fuzz::{check_imap_responses, thread_members};
 use pochta_message::MessageMeta;
 use pochta_proto_imap::sort::sort;
 use pochta_proto_imap::thread::{ThreadNode, thread, write_threads};
@@ -48,21 +48,6 @@ fn thread_text(threads: &[ThreadNode], uid: bool) -> Vec<u8> {
     write_threads(&mut out, threads, uid);
     out.extend_from_slice(b"\r\n");
     out
-}
-
-/// Every message's sequence number with its depth, visiting the trees
-/// without recursion (a chain of replies may be as deep as the mailbox).
-fn members(threads: &[ThreadNode]) -> Vec<(u32, usize, usize)> {
-    let mut found = Vec::new();
-    let mut stack: Vec<(&ThreadNode, usize, usize)> =
-        threads.iter().enumerate().map(|(i, t)| (t, 0, i)).collect();
-    while let Some((node, depth, top)) = stack.pop() {
-        if let Some(m) = &node.message {
-            found.push((m.msn, depth, top));
-        }
-        stack.extend(node.children.iter().map(|c| (c, depth + 1, top)));
-    }
-    found
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -105,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
 
     for algorithm in [ThreadAlgorithm::OrderedSubject, ThreadAlgorithm::References] {
         let threads = thread(&views, algorithm);
-        let found = members(&threads);
+        let found = thread_members(&threads);
         let mut seen: Vec<u32> = found.iter().map(|&(msn, _, _)| msn).collect();
         seen.sort_unstable();
         assert_eq!(seen, msns, "{algorithm:?} lost or repeated messages");

@@ -436,3 +436,21 @@ fn imap_crlf(out: &[u8], pos: usize) -> usize {
     }
     pos + 2
 }
+
+/// Every message of THREAD's trees as (sequence number, depth, index of its
+/// top-level thread), walked without recursion: a chain of replies may be as
+/// deep as the mailbox. Shared by the two targets that check THREAD.
+pub fn thread_members(
+    threads: &[pochta_proto_imap::thread::ThreadNode],
+) -> Vec<(u32, usize, usize)> {
+    let mut found = Vec::new();
+    let mut stack: Vec<(&pochta_proto_imap::thread::ThreadNode, usize, usize)> =
+        threads.iter().enumerate().map(|(i, t)| (t, 0, i)).collect();
+    while let Some((node, depth, top)) = stack.pop() {
+        if let Some(m) = &node.message {
+            found.push((m.msn, depth, top));
+        }
+        stack.extend(node.children.iter().map(|c| (c, depth + 1, top)));
+    }
+    found
+}
