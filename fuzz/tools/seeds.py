@@ -150,6 +150,19 @@ IMAP_EXTRA = [
     b"a4 FETCH 1 (BODY[] BODYSTRUCTURE ENVELOPE RFC822.SIZE INTERNALDATE)\r\n"
     b"a5 LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UIDNEXT SIZE))\r\n"
     b"a6 STATUS INBOX (MESSAGES UNSEEN HIGHESTMODSEQ APPENDLIMIT MAILBOXID)\r\n",
+    # The eighth session's `--unreached` clusters: parameters given twice,
+    # RFC 5258/6154/7162/5032/8970 arguments and their refusals.
+    LOGIN + b"a1 SELECT INBOX (CONDSTORE CONDSTORE)\r\na2 SELECT INBOX (QRESYNC (1 2) QRESYNC (1 2))\r\n"
+    b"a3 SELECT INBOX (CONDSTORE)\r\na4 STATUS INBOX (UIDVALIDITY RECENT DELETED SIZE)\r\n"
+    b"a5 LIST (RECURSIVEMATCH) \"\" \"*\"\r\na6 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"INBOX\" \"%\")\r\n"
+    b"a7 LIST (REMOTE RECURSIVEMATCH) \"\" \"*\"\r\n"
+    b"a8 CREATE Drafts2 (USE (\\Drafts))\r\na9 CREATE X (USE (\\Sent) USE (\\Trash))\r\n"
+    b"b1 SEARCH OLDER 3600 YOUNGER 60\r\nb2 SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n"
+    b"b3 SEARCH MODSEQ \"/flags/$x\" priv 1\r\nb4 SEARCH MODSEQ \"/x\" all 1\r\n"
+    b"b5 STORE 1:3 (UNCHANGEDSINCE 5) +FLAGS.SILENT (\\Seen)\r\n"
+    b"b6 UID STORE 1 (UNCHANGEDSINCE 5 UNCHANGEDSINCE 6) FLAGS (x)\r\n"
+    b"b7 FETCH 1 (PREVIEW (LAZY) FLAGS) (CHANGEDSINCE 1)\r\nb8 FETCH 1 (BINARY[1 FLAGS)\r\n"
+    b"b9 FETCH 1 (BODY[HEADER.FIELDS (A)\r\nc1 COPY 1 ~{3}\r\nabc\r\n",
 ]
 
 
@@ -161,6 +174,13 @@ JMAP_USING = [
 ]
 
 JMAP_CALLS = [
+    # Result references whose JSON Pointer is empty, not rooted, badly
+    # escaped or indexes past what any array holds (RFC 6901 §4).
+    [["Email/query", {"accountId": "A1"}, "c0"]]
+    + [["Email/get", {"accountId": "A1", "#ids": {"resultOf": "c0", "name": "Email/query", "path": p}},
+        f"g{i}"]
+       for i, p in enumerate(["", "ids", "/ids/~2", "/ids/01", "/ids/-",
+                              "/ids/99999999999999999999999", "/ids/7", "/ids/0/x"])],
     [["Core/echo", {"hello": True}, "c0"]],
     [["Mailbox/get", {"accountId": "A1"}, "c0"]],
     [["Mailbox/get", {"accountId": "A1", "ids": None, "properties": ["name", "role", "totalEmails"]}, "c0"],

@@ -109,9 +109,7 @@ fn section(c: &mut Cursor<'_>) -> Res<Section> {
         "MIME" => return Err("MIME needs a part number (e.g. BODY[1.MIME])".to_owned()),
         "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
             c.sp_then("the list of header field names")?;
-            let names = c.list_of("the header field names", |c| {
-                c.astring_text("a header field name")
-            })?;
+            let names = c.list_of("the header field names", header_field_name)?;
             if word == "HEADER.FIELDS" {
                 SectionText::HeaderFields(names)
             } else {
@@ -201,4 +199,22 @@ pub(crate) fn fetch_modifiers(c: &mut Cursor<'_>) -> Res<FetchModifiers> {
     }
     m.vanished = vanished;
     Ok(m)
+}
+
+/// A `header-fld-name` of HEADER.FIELDS[.NOT]. The grammar allows any
+/// astring, but only RFC 5322 field names (one or more printable US-ASCII
+/// characters but `:`, §3.6.8) can match a header, and only they can be
+/// echoed in the response's section as an atom or a quoted string. Anything
+/// else (a space, 8-bit, a control) would have to go back as a literal inside
+/// `BODY[...]`, which clients' parsers take apart; it is refused instead.
+fn header_field_name(c: &mut Cursor<'_>) -> Res<String> {
+    let name = c.astring_text("a header field name")?;
+    if !name.is_empty() && name.bytes().all(|b| matches!(b, 33..=57 | 59..=126)) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "\"{}\" is not a header field name (printable US-ASCII without \":\")",
+            name.escape_default()
+        ))
+    }
 }

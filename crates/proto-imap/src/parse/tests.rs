@@ -1109,6 +1109,10 @@ fn fetch() {
         "FETCH: expected a header field name, got \")]\""
     );
     assert_eq!(
+        msg("a FETCH 1 BODY[HEADER.FIELDS (FROM \"X Y\")]"),
+        "FETCH: \"X Y\" is not a header field name (printable US-ASCII without \":\")"
+    );
+    assert_eq!(
         msg("a FETCH 1 BODY[1.FOO]"),
         "FETCH: expected a section (HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT or MIME), got \"FOO]\""
     );
@@ -2118,4 +2122,53 @@ fn large_append_in_chunks() {
         panic!("not an APPEND");
     };
     assert_eq!(messages[0].data.len(), body.len());
+}
+
+/// Found by the `imap_session` fuzz target: a field name with a space, 8-bit
+/// text and `)` (sent as a literal) was echoed as a literal inside the
+/// response's `BODY[HEADER.FIELDS (...)]`, which a client's parser takes for
+/// the end of the section. Such a name matches no header; it is refused.
+#[test]
+fn fuzz_header_field_names_that_cannot_match_a_header_are_refused() {
+    let name = "THICLOS)) S \u{639}#ERD";
+    let cmd = format!(
+        "a FETCH 1:3 (BODY.PEEK[HEADER.FIELDS (From {{{}}}\r\n{name})])\r\n",
+        name.len()
+    );
+    let e = errb(cmd.as_bytes());
+    assert!(
+        e.message.contains("is not a header field name"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.is_ascii(), "{}", e.message);
+    for bad in ["\"Sub:ject\"", "\"\"", "\"a\tb\"", "\"Sub ject\""] {
+        let e = err(&format!("a FETCH 1 BODY[HEADER.FIELDS.NOT ({bad})]"));
+        assert!(
+            e.message.contains("header field name"),
+            "{bad}: {}",
+            e.message
+        );
+    }
+    // Every printable name but ':' is still a field name, brackets too.
+    let CommandBody::Fetch { attrs, .. } =
+        ok("a FETCH 1 BODY[HEADER.FIELDS (x-A \"Subje]t\" ~!$)]")
+    else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(
+        attrs,
+        [FetchAttr::BodySection {
+            peek: false,
+            section: Section {
+                part: vec![],
+                text: Some(SectionText::HeaderFields(vec![
+                    "x-A".into(),
+                    "Subje]t".into(),
+                    "~!$".into()
+                ])),
+            },
+            partial: None,
+        }]
+    );
 }
