@@ -209,7 +209,7 @@ pub(crate) fn fetch_modifiers(c: &mut Cursor<'_>) -> Res<FetchModifiers> {
 /// `BODY[...]`, which clients' parsers take apart; it is refused instead.
 fn header_field_name(c: &mut Cursor<'_>) -> Res<String> {
     let name = c.astring_text("a header field name")?;
-    if !name.is_empty() && name.bytes().all(|b| matches!(b, 33..=57 | 59..=126)) {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
         Ok(name)
     } else {
         Err(format!(
