@@ -29,7 +29,12 @@ deleted file reached shows up as new in its successor. `--baseline
 SNAPSHOT` avoids it: take `cp -al CORPUS SNAPSHOT` (hard links, so the files
 the fuzzer deletes afterwards stay) at the start of the stretch to judge;
 the inputs in SNAPSHOT are the old ones, those of CORPUS not in it and newer
-than its newest file the new.
+than its newest file the new. Each new pochta line is listed with an input
+that reached it, the pochta line it was inlined into (a cursor's `peek` is
+a new branch of the parser that calls it) and, when the point lies in std
+code inlined into pochta's, that std function: a `RawVec::reserve` under an
+`extend_from_slice` is a buffer that had to grow at that call, which comes
+from sizes, not from a branch of pochta's own that had not run.
 With `--unreached`, the source lines of the pochta files whose path contains
 PATH_PART that have instrumented points but none reached are printed: where
 a seed is missing, or what the target cannot reach at all. Most such lines
@@ -78,7 +83,13 @@ def pc_table(binary):
 
 
 def symbolize(binary, addresses):
-    """(function, innermost non-std source line) of each address."""
+    """(function, innermost non-std source line, outermost pochta source line,
+    innermost function when it is std's) of each address. The third is where
+    a point of a small helper inlined into pochta code (a cursor's `peek`)
+    sits in the calling parser; the fourth names the std code a point is in
+    when std was inlined into pochta's (`RawVec::grow_one` under an
+    `extend_from_slice`: a buffer that had to grow at that call, which says
+    something about sizes, not about which of pochta's branches ran)."""
     raw = subprocess.run(["addr2line", "-a", "-f", "-C", "-i", "-e", binary],
                          input="\n".join(hex(a) for a in addresses),
                          capture_output=True, text=True, check=True).stdout.splitlines()
@@ -91,11 +102,26 @@ def symbolize(binary, addresses):
                 pairs = list(zip(frames[0::2], frames[1::2]))
                 mine = [p for p in pairs if "/rustc/" not in p[1] and "hashbrown" not in p[1]]
                 func = pairs[-1][0]
-                out.append((re.sub(r"::h[0-9a-f]{16}$", "", func), (mine or pairs)[0][1]))
+                ours = [p[1] for p in pairs if p[1].startswith(ROOT + "/crates/")]
+                inner = pairs[0][0] if "/rustc/" in pairs[0][1] else None
+                out.append((re.sub(r"::h[0-9a-f]{16}$", "", func), (mine or pairs)[0][1],
+                            ours[-1] if ours else None, inner))
             frames = []
         else:
             frames.append(line)
     return out
+
+
+def short(func):
+    """A std function's path without its generic arguments, shortened to its
+    last two segments (`raw_vec::RawVec::grow_one` -> `RawVec::grow_one`)."""
+    depth, plain = 0, []
+    for ch in func:
+        depth += ch == "<"
+        if depth == 0:
+            plain.append(ch)
+        depth -= ch == ">" and depth > 0
+    return "::".join("".join(plain).split("::")[-2:])
 
 
 def area(location):
@@ -199,7 +225,7 @@ def main():
 
         files_all, files_hit = collections.Counter(), collections.Counter()
         funcs_all, funcs_hit, func_at = collections.Counter(), collections.Counter(), {}
-        for i, (func, loc) in where.items():
+        for i, (func, loc, _, _) in where.items():
             if not loc.startswith(ROOT + "/crates/"):
                 continue
             path = loc.split(" ")[0].rsplit(":", 1)[0][len(ROOT) + 1:]
@@ -224,7 +250,7 @@ def main():
 
         if a.unreached:
             lines_all, lines_hit = collections.Counter(), collections.Counter()
-            for i, (_, loc) in where.items():
+            for i, (_, loc, _, _) in where.items():
                 loc = loc.split(" ")[0]
                 if loc.startswith(ROOT + "/crates/") and a.unreached in loc:
                     lines_all[loc] += 1
@@ -249,12 +275,26 @@ def main():
             print(f"\npoints first reached by the inputs after {judged}: {len(fresh)}")
             for name, n in collections.Counter(area(where[i][1]) for i in fresh if i in where).most_common():
                 print(f"  {n:6} {name}")
-            lines = sorted({where[i][1].split(" ")[0][len(ROOT) + 1:] for i in fresh
-                            if i in where and where[i][1].startswith(ROOT + "/crates/")})
+            first_input = {}
+            for path, pcs in sorted(reached.items()):
+                if path.startswith(new_dir + os.sep):
+                    for i in pcs:
+                        first_input.setdefault(i, os.path.basename(path))
+            lines = collections.defaultdict(set)
+            for i in fresh:
+                if i in where and where[i][1].startswith(ROOT + "/crates/"):
+                    line = where[i][1].split(" ")[0][len(ROOT) + 1:]
+                    outer = (where[i][2] or "").split(" ")[0][len(ROOT) + 1:]
+                    via = f"  (inlined into {outer})" if outer and outer != line else ""
+                    if where[i][3]:
+                        via += f"  in std's {short(where[i][3])}"
+                    lines[line + via].add(first_input.get(i, "?"))
             if lines:
-                print("  pochta lines among them:")
-                for line in lines:
-                    print(f"    {line}")
+                in_std = sum(1 for k in lines if "in std's" in k)
+                print(f"  pochta lines among them (and an input that reached each; {in_std}"
+                      " only in std code inlined there):")
+                for line in sorted(lines):
+                    print(f"    {line}  [{sorted(lines[line])[0]}]")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
