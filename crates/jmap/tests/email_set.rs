@@ -736,7 +736,8 @@ async fn import_stores_uploaded_messages_unchanged() {
                 "d": {"blobId": ids::blob(png.blob_id), "mailboxIds": {inbox.clone(): true}},
                 "e": {"blobId": blob},
                 "f": {"blobId": blob, "mailboxIds": {inbox.clone(): true}, "keywords": {"$seen": 1}},
-                "g": {"blobId": blob, "mailboxIds": {inbox.clone(): true}, "bogus": 1}
+                "g": {"blobId": blob, "mailboxIds": {inbox.clone(): true}, "bogus": 1},
+                "h": {"blobId": "#a", "mailboxIds": {inbox.clone(): true}}
             }}),
         )
         .await;
@@ -764,6 +765,11 @@ async fn import_stores_uploaded_messages_unchanged() {
     assert_eq!(r["notCreated"]["e"]["properties"], json!(["mailboxIds"]));
     assert_eq!(r["notCreated"]["f"]["properties"], json!(["keywords"]));
     assert_eq!(r["notCreated"]["g"]["properties"], json!(["bogus"]));
+    assert_eq!(
+        r["notCreated"]["h"]["properties"],
+        json!(["blobId"]),
+        "not an Id: {r}"
+    );
 
     // Wrong state; too large; over quota.
     let e = w

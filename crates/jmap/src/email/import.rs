@@ -147,7 +147,14 @@ async fn import_one(
         })
         .cloned()
         .collect();
-    let blob_id = o.get("blobId").and_then(Value::as_str);
+    // A string that is not an Id (RFC 8620 §1.2), such as a `#` reference
+    // to an email created earlier (a creation id names the email, not its
+    // blob), is an invalid property: as `blobNotFound` its `notFound` list
+    // could not name it.
+    let blob_id = o
+        .get("blobId")
+        .and_then(Value::as_str)
+        .filter(|s| Id::new(*s).is_ok());
     if blob_id.is_none() {
         bad.push("blobId".into());
     }
