@@ -84,12 +84,8 @@ def pc_table(binary):
 
 def symbolize(binary, addresses):
     """(function, innermost non-std source line, outermost pochta source line,
-    innermost function when it is std's) of each address. The third is where
-    a point of a small helper inlined into pochta code (a cursor's `peek`)
-    sits in the calling parser; the fourth names the std code a point is in
-    when std was inlined into pochta's (`RawVec::grow_one` under an
-    `extend_from_slice`: a buffer that had to grow at that call, which says
-    something about sizes, not about which of pochta's branches ran)."""
+    innermost function when the point's source is std's) of each address:
+    what the judged-stretch listing in the module doc prints."""
     raw = subprocess.run(["addr2line", "-a", "-f", "-C", "-i", "-e", binary],
                          input="\n".join(hex(a) for a in addresses),
                          capture_output=True, text=True, check=True).stdout.splitlines()
@@ -286,7 +282,12 @@ def main():
                     line = where[i][1].split(" ")[0][len(ROOT) + 1:]
                     outer = (where[i][2] or "").split(" ")[0][len(ROOT) + 1:]
                     via = f"  (inlined into {outer})" if outer and outer != line else ""
-                    if where[i][3]:
+                    if where[i][3] and where[i][3].startswith("pochta"):
+                        # std's source, but the debug info kept no frame for
+                        # the inlined std function (a macro's expansion, an
+                        # iterator adapter): the enclosing function is named.
+                        via += f"  in std's code within {short(where[i][3])}"
+                    elif where[i][3]:
                         via += f"  in std's {short(where[i][3])}"
                     lines[line + via].add(first_input.get(i, "?"))
             if lines:
