@@ -154,7 +154,7 @@ async fn import_one(
     let blob_id = o
         .get("blobId")
         .and_then(Value::as_str)
-        .filter(|s| Id::new(*s).is_ok());
+        .and_then(|s| Id::new(s).ok());
     if blob_id.is_none() {
         bad.push("blobId".into());
     }
@@ -191,10 +191,12 @@ async fn import_one(
         Ok(k) => k,
         Err(e) => return Ok(Err(e.to_set_error())),
     };
-    let blob_id = blob_id.unwrap_or_default();
-    let Some(raw) = read_blob(ctx, blob_id).await? else {
-        let id = Id::new(blob_id).ok();
-        return Ok(Err(SetError::blob_not_found(id.as_ref())));
+    // `bad` named a missing blobId above.
+    let Some(blob_id) = blob_id else {
+        return Ok(Err(SetError::invalid_properties(["blobId"])));
+    };
+    let Some(raw) = read_blob(ctx, blob_id.as_str()).await? else {
+        return Ok(Err(SetError::blob_not_found([&blob_id])));
     };
     let max = ctx.jmap.settings.max_message_size;
     if raw.len() as u64 > max {
