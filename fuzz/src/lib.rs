@@ -277,6 +277,9 @@ pub fn same_replies_however_split<E: PartialEq + std::fmt::Debug>(
 /// quoted strings, literals and literal8s with exactly the announced octets,
 /// balanced parenthesised lists, `[...]` section specifiers) end with CRLF.
 /// Quoted strings hold no CR, LF or NUL, and no 8-bit octets unless `utf8`.
+/// A section must stay on one line: the grammar would let a `HEADER.FIELDS`
+/// name be a literal, but pochta quotes those names so that clients' parsers
+/// never meet a literal inside brackets, and this holds it to that.
 pub fn check_imap_responses(out: &[u8], utf8: bool) {
     let mut pos = 0;
     while pos < out.len() {

@@ -421,8 +421,10 @@ fn write_field_names(out: &mut Vec<u8>, names: &[String]) {
             // valid atom, but inside `BODY[...]` a client's parser (and the
             // fuzz target's checker) takes a bracket for the section's end or
             // a nested one; a quoted string is the same astring without that
-            // trap.
-            encode::string(out, name.as_bytes(), Charset::Ascii);
+            // trap. Quoted however long: the parser let only printable ASCII
+            // through, and a literal (what `encode::string` picks past
+            // MAX_QUOTED) would break the section over two lines.
+            encode::quoted(out, name.as_bytes());
         } else {
             encode::astring(out, name.as_bytes(), Charset::Ascii);
         }

@@ -751,6 +751,29 @@ fn fuzz_field_names_with_a_bracket_are_quoted_in_the_section() {
     );
 }
 
+/// Found by the `imap_session` fuzz target after the fix above: a bracketed
+/// name longer than `MAX_QUOTED` (1024) went out as a literal, splitting
+/// `BODY[...]` over two lines. It is quoted at any length.
+#[test]
+fn fuzz_long_field_names_with_a_bracket_stay_quoted_in_the_section() {
+    let f = Fixture::from_bytes(b"Subject: hi\r\n\r\nbody\r\n".to_vec());
+    let long = format!("Messa{}", "]".repeat(1300));
+    assert_eq!(
+        fetch(
+            &f,
+            1,
+            &[body(
+                &[],
+                Some(SectionText::HeaderFields(names(&["subject", &long])))
+            )]
+        ),
+        format!(
+            "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT \"{}\")] {{15}}\r\nSubject: hi\r\n\r\n)\r\n",
+            long.to_ascii_uppercase()
+        )
+    );
+}
+
 #[test]
 fn transfer_decoders() {
     assert_eq!(decode_base64(b"aGVs\r\nbG8="), b"hello");
