@@ -416,17 +416,20 @@ fn write_field_names(out: &mut Vec<u8>, names: &[String]) {
             out.push(b' ');
         }
         let name = name.to_ascii_uppercase();
-        if name.contains(['[', ']']) {
-            // `[` is an ATOM-CHAR and `]` an ASTRING-CHAR, so `SUBJE]T` is a
-            // valid atom, but inside `BODY[...]` a client's parser (and the
-            // fuzz target's checker) takes a bracket for the section's end or
-            // a nested one; a quoted string is the same astring without that
-            // trap. Quoted however long: the parser let only printable ASCII
-            // through, and a literal (what `encode::string` picks past
-            // MAX_QUOTED) would break the section over two lines.
-            encode::quoted(out, name.as_bytes());
+        // An atom when it can be, else quoted, never a literal: the parser
+        // let only printable ASCII through, and a literal (what
+        // `encode::astring` picks past MAX_QUOTED) would break the section
+        // over two lines. `[` is an ATOM-CHAR and `]` an ASTRING-CHAR, so
+        // `SUBJE]T` is a valid astring, but inside `BODY[...]` a client's
+        // parser (and the fuzz target's checker) takes a bracket for the
+        // section's end or a nested one, so those are quoted too.
+        let atom = !name.is_empty()
+            && name.bytes().all(|b| encode::is_atom_char(b) && b != b'[')
+            && !name.eq_ignore_ascii_case("NIL");
+        if atom {
+            out.extend_from_slice(name.as_bytes());
         } else {
-            encode::astring(out, name.as_bytes(), Charset::Ascii);
+            encode::quoted(out, name.as_bytes());
         }
     }
     out.push(b')');
