@@ -34,7 +34,9 @@ that reached it, the pochta line it was inlined into (a cursor's `peek` is
 a new branch of the parser that calls it) and, when the point lies in std
 code inlined into pochta's, that std function: a `RawVec::reserve` under an
 `extend_from_slice` is a buffer that had to grow at that call, which comes
-from sizes, not from a branch of pochta's own that had not run.
+from sizes, not from a branch of pochta's own that had not run. New points
+outside pochta's lines are counted by the function they were compiled into
+(std's `quicksort` meeting a longer list is not a new path through a parser).
 With `--unreached`, the source lines of the pochta files whose path contains
 PATH_PART that have instrumented points but none reached are printed: where
 a seed is missing, or what the target cannot reach at all. Most such lines
@@ -271,6 +273,16 @@ def main():
             print(f"\npoints first reached by the inputs after {judged}: {len(fresh)}")
             for name, n in collections.Counter(area(where[i][1]) for i in fresh if i in where).most_common():
                 print(f"  {n:6} {name}")
+            # Points outside pochta's lines, by the function they were
+            # compiled into: tells a grown buffer or hash table in a long-lived
+            # process from a new path through a dependency's parser.
+            others = collections.Counter(
+                f"{area(where[i][1])}: {short(where[i][0])}" for i in fresh
+                if i in where and not where[i][1].startswith(ROOT + "/crates/"))
+            if others:
+                print("  outside pochta's lines, by the function they are compiled into:")
+                for name, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0])):
+                    print(f"    {n:4}  {name}")
             first_input = {}
             for path, pcs in sorted(reached.items()):
                 if path.startswith(new_dir + os.sep):
